@@ -1,0 +1,1 @@
+"""Stationsync's logic: engine, Tarana client and simulator, sync, settings, runtime."""

@@ -1,0 +1,1 @@
+"""Stationsync's storage: tables, migrations, the run/step/event store, station queries."""
