@@ -87,6 +87,11 @@ class Database:
             else:
                 conn.exec_driver_sql("BEGIN")
 
+    @property
+    def write_engine(self) -> Engine:
+        """An engine whose transactions are write transactions (IMMEDIATE on SQLite)."""
+        return self._writer
+
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
         """A write transaction (IMMEDIATE on SQLite), committed on success."""
