@@ -93,6 +93,11 @@ class RunRecord:
         return loads(self.output_json)
 
     @property
+    def worker(self) -> str | None:
+        """The worker holding the lease (its token without the per-claim nonce)."""
+        return None if self.lease_owner is None else self.lease_owner.split("#", 1)[0]
+
+    @property
     def duration_s(self) -> float | None:
         if self.started_at is None or self.ended_at is None:
             return None

@@ -2,24 +2,41 @@
 
 Each function takes an open connection so the engine decides transaction
 boundaries (an event, the runs it starts and the runs it cancels commit
-together). Claims and checkpoints are compare-and-set updates: a statement
-names the state it expects, and a row count of zero means another worker got
-there first. Nothing here knows what a function does.
+together). Claims and checkpoints are compare-and-set statements: a statement
+names the state it expects, and no row means another worker got there first.
+A lease is fenced by its token (``lease_owner`` holds the worker id plus a
+fresh nonce per claim), so even the same worker re-claiming its own run cannot
+be confused with its earlier, lost execution. ``RunSession`` is the hot path:
+one DBAPI connection held for a whole execution, plain SQL, one short write
+transaction per checkpoint. Nothing here knows what a function does.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from jobstore.db import Database
+from jobstore.errors import StorageError
 from jobstore.records import ACTIVE, EventRecord, RunRecord, RunStatus, StepRecord, StepStatus
 from jobstore.tables import events, runs, steps
 
+log = logging.getLogger("stationsync.jobstore")
+
 _ACTIVE = [s.value for s in ACTIVE]
+_RUNNING = RunStatus.RUNNING.value
+
+
+def _insert_ignore(db: Database, table: sa.Table, key: sa.Column[Any], row: dict[str, Any]) -> Any:
+    # RETURNING tells reliably whether the row went in; rowcount of an INSERT
+    # is not reported by every driver.
+    ins: Any = sqlite.insert(table) if db.is_sqlite else postgresql.insert(table)
+    return ins.values(**row).on_conflict_do_nothing().returning(key)
 
 
 # --- events -----------------------------------------------------------------
@@ -27,8 +44,7 @@ _ACTIVE = [s.value for s in ACTIVE]
 
 def insert_event(db: Database, conn: Connection, row: dict[str, Any]) -> bool:
     """Insert an event; False when its idempotency key was already used."""
-    result = conn.execute(db.insert_ignore(events).values(**row))
-    return bool(result.rowcount)
+    return conn.execute(_insert_ignore(db, events, events.c.id, row)).first() is not None
 
 
 def event_by_key(conn: Connection, key: str) -> EventRecord | None:
@@ -64,7 +80,7 @@ def list_events(conn: Connection, *, name: str | None = None, limit: int = 100) 
 
 def insert_run(db: Database, conn: Connection, row: dict[str, Any]) -> bool:
     """Insert a run; False when its singleton key is held by an active run."""
-    return bool(conn.execute(db.insert_ignore(runs).values(**row)).rowcount)
+    return conn.execute(_insert_ignore(db, runs, runs.c.id, row)).first() is not None
 
 
 def active_run_id(conn: Connection, singleton_key: str) -> str | None:
@@ -80,9 +96,9 @@ def get_run(conn: Connection, run_id: str) -> RunRecord | None:
 
 def active_runs_of(conn: Connection, function_ids: Iterable[str]) -> list[RunRecord]:
     rows = conn.execute(
-        sa.select(runs).where(
-            runs.c.function_id.in_(list(function_ids)), runs.c.status.in_(_ACTIVE)
-        )
+        sa.select(runs)
+        .where(runs.c.function_id.in_(list(function_ids)), runs.c.status.in_(_ACTIVE))
+        .order_by(runs.c.created_at)
     )
     return [RunRecord.from_row(r) for r in rows]
 
@@ -103,151 +119,172 @@ def list_runs(
     statuses: Sequence[str] | None = None,
     triggers: Sequence[str] | None = None,
     since: float | None = None,
+    until: float | None = None,
     limit: int = 200,
+    offset: int = 0,
 ) -> list[RunRecord]:
-    q = sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+    """Runs, newest first, filtered by function, status, trigger and creation time."""
+    q = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id).limit(limit).offset(offset)
     if function_id:
         q = q.where(runs.c.function_id == function_id)
     if statuses:
-        q = q.where(runs.c.status.in_(list(statuses)))
+        q = q.where(runs.c.status.in_([str(s) for s in statuses]))
     if triggers:
-        q = q.where(runs.c.trigger.in_(list(triggers)))
+        q = q.where(runs.c.trigger.in_([str(t) for t in triggers]))
     if since is not None:
         q = q.where(runs.c.created_at >= since)
+    if until is not None:
+        q = q.where(runs.c.created_at < until)
     return [RunRecord.from_row(r) for r in conn.execute(q)]
 
 
-def claim_candidates(conn: Connection, now: float, limit: int) -> list[tuple[str, str]]:
-    """Runs a worker could take now: due queued or waiting ones, and expired leases."""
+def claim_candidates(
+    conn: Connection, now: float, limit: int, function_ids: Sequence[str]
+) -> list[tuple[str, str, str, str | None]]:
+    """(id, status, function id, lease owner) of runs this worker could take now, oldest first:
+    due queued or waiting ones, and running ones whose lease expired."""
     due = sa.or_(runs.c.wake_at.is_(None), runs.c.wake_at <= now)
     q = (
-        sa.select(runs.c.id, runs.c.status)
+        sa.select(runs.c.id, runs.c.status, runs.c.function_id, runs.c.lease_owner)
         .where(
+            runs.c.function_id.in_(list(function_ids)),
             sa.or_(
                 sa.and_(runs.c.status == RunStatus.QUEUED.value, due),
                 sa.and_(runs.c.status == RunStatus.WAITING.value, runs.c.wake_at <= now),
-                sa.and_(
-                    runs.c.status == RunStatus.RUNNING.value, runs.c.lease_expires_at < now
-                ),
-            )
+                sa.and_(runs.c.status == _RUNNING, runs.c.lease_expires_at < now),
+            ),
         )
         .order_by(runs.c.created_at)
         .limit(limit)
     )
-    return [(r.id, r.status) for r in conn.execute(q)]
+    return [(r.id, r.status, r.function_id, r.lease_owner) for r in conn.execute(q)]
 
 
 def claim(
-    conn: Connection, run_id: str, owner: str, now: float, lease_s: float, expected: str
-) -> bool:
-    """Take a run if it is still in the state the candidate query saw."""
-    cond = [runs.c.id == run_id, runs.c.status == expected]
+    conn: Connection,
+    run_id: str,
+    token: str,
+    now: float,
+    lease_s: float,
+    expected: str,
+    timeout_s: float,
+) -> RunRecord | None:
+    """Take a run if it is still in the state the candidate query saw.
+
+    Taking over an expired lease counts a crash. The first claim fixes the
+    run's deadline, so the timeout covers retries and waits too.
+    """
+    cond: list[Any] = [runs.c.id == run_id, runs.c.status == expected]
     values: dict[str, Any] = {
-        "status": RunStatus.RUNNING.value,
-        "lease_owner": owner,
+        "status": _RUNNING,
+        "lease_owner": token,
         "lease_expires_at": now + lease_s,
         "attempt": runs.c.attempt + 1,
         "updated_at": now,
         "started_at": sa.func.coalesce(runs.c.started_at, now),
+        "deadline_at": sa.func.coalesce(runs.c.deadline_at, now + timeout_s),
+        "wait_step": None,
+        "wait_event": None,
+        "wait_match": None,
     }
-    if expected == RunStatus.RUNNING.value:
+    if expected == _RUNNING:
         cond.append(runs.c.lease_expires_at < now)
         values["crash_count"] = runs.c.crash_count + 1
     else:
         cond.append(sa.or_(runs.c.wake_at.is_(None), runs.c.wake_at <= now))
-    return bool(conn.execute(sa.update(runs).where(*cond).values(**values)).rowcount)
+    row = conn.execute(sa.update(runs).where(*cond).values(**values).returning(runs)).first()
+    return None if row is None else RunRecord.from_row(row)
 
 
-def set_deadline(conn: Connection, run_id: str, deadline: float) -> None:
-    conn.execute(
-        sa.update(runs)
-        .where(runs.c.id == run_id, runs.c.deadline_at.is_(None))
-        .values(deadline_at=deadline)
-    )
-
-
-def holds_lease(conn: Connection, run_id: str, owner: str, now: float) -> bool:
-    """Touch the run if this worker still holds it; the checkpoint guard."""
-    return bool(
+def holds_lease(conn: Connection, run_id: str, token: str, now: float) -> bool:
+    """Touch the run if this lease token still holds it; the checkpoint guard."""
+    return (
         conn.execute(
             sa.update(runs)
-            .where(
-                runs.c.id == run_id,
-                runs.c.lease_owner == owner,
-                runs.c.status == RunStatus.RUNNING.value,
-            )
+            .where(runs.c.id == run_id, runs.c.lease_owner == token, runs.c.status == _RUNNING)
             .values(updated_at=now)
-        ).rowcount
+            .returning(runs.c.id)
+        ).first()
+        is not None
     )
 
 
-def renew_leases(
-    conn: Connection, run_ids: Sequence[str], owner: str, now: float, lease_s: float
-) -> tuple[set[str], set[str]]:
-    """Extend leases; return (ids still held, ids with a cancel request)."""
-    if not run_ids:
-        return set(), set()
-    conn.execute(
+def renew_lease(
+    conn: Connection, run_id: str, token: str, now: float, lease_s: float
+) -> bool | None:
+    """Extend one lease; None when it is no longer held, else whether cancel was asked."""
+    row = conn.execute(
         sa.update(runs)
-        .where(
-            runs.c.id.in_(list(run_ids)),
-            runs.c.lease_owner == owner,
-            runs.c.status == RunStatus.RUNNING.value,
-        )
+        .where(runs.c.id == run_id, runs.c.lease_owner == token, runs.c.status == _RUNNING)
         .values(lease_expires_at=now + lease_s)
-    )
-    rows = conn.execute(
-        sa.select(runs.c.id, runs.c.cancel_requested).where(
-            runs.c.id.in_(list(run_ids)),
-            runs.c.lease_owner == owner,
-            runs.c.status == RunStatus.RUNNING.value,
-        )
-    ).all()
-    return {r.id for r in rows}, {r.id for r in rows if r.cancel_requested}
+        .returning(runs.c.cancel_requested)
+    ).first()
+    return None if row is None else bool(row[0])
 
 
 def park(
     conn: Connection,
     run_id: str,
-    owner: str,
+    token: str,
     now: float,
     *,
     status: RunStatus,
     wake_at: float | None,
     wait: tuple[str, str, str] | None = None,
+    same_attempt: bool = False,
+    error: str | None = None,
 ) -> bool:
-    """Release a run to sleep, wait for an event, or retry later."""
+    """Release a run to sleep, wait for an event, or retry later.
+
+    ``same_attempt`` hands back the attempt number taken by the claim: a run
+    resumed after a sleep, a wait or a shutdown is still on the same attempt.
+    """
     step, event, match = wait if wait else (None, None, None)
-    return bool(
+    values: dict[str, Any] = {
+        "status": status.value,
+        "wake_at": wake_at,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "wait_step": step,
+        "wait_event": event,
+        "wait_match": match,
+        "updated_at": now,
+        "error": error,
+    }
+    if same_attempt:
+        values["attempt"] = runs.c.attempt - 1
+    return (
         conn.execute(
             sa.update(runs)
-            .where(runs.c.id == run_id, runs.c.lease_owner == owner)
-            .values(
-                status=status.value,
-                wake_at=wake_at,
-                lease_owner=None,
-                lease_expires_at=None,
-                wait_step=step,
-                wait_event=event,
-                wait_match=match,
-                updated_at=now,
-            )
-        ).rowcount
+            .where(runs.c.id == run_id, runs.c.lease_owner == token, runs.c.status == _RUNNING)
+            .values(**values)
+            .returning(runs.c.id)
+        ).first()
+        is not None
     )
 
 
-def wake(conn: Connection, run_id: str, now: float) -> None:
-    conn.execute(
-        sa.update(runs)
-        .where(runs.c.id == run_id, runs.c.status == RunStatus.WAITING.value)
-        .values(
-            status=RunStatus.QUEUED.value,
-            wake_at=None,
-            wait_step=None,
-            wait_event=None,
-            wait_match=None,
-            updated_at=now,
-        )
+def wake(conn: Connection, run_id: str, step: str, now: float) -> bool:
+    """Queue a run waiting on ``step``; False if it is no longer waiting there."""
+    return (
+        conn.execute(
+            sa.update(runs)
+            .where(
+                runs.c.id == run_id,
+                runs.c.status == RunStatus.WAITING.value,
+                runs.c.wait_step == step,
+            )
+            .values(
+                status=RunStatus.QUEUED.value,
+                wake_at=None,
+                wait_step=None,
+                wait_event=None,
+                wait_match=None,
+                updated_at=now,
+            )
+            .returning(runs.c.id)
+        ).first()
+        is not None
     )
 
 
@@ -257,15 +294,22 @@ def finish(
     now: float,
     status: RunStatus,
     *,
-    owner: str | None,
+    token: str | None,
+    expected: RunStatus | None = None,
     output: str | None = None,
     error: str | None = None,
     cancelled_by: str | None = None,
-) -> bool:
-    """End a run and free its singleton slot; with an owner, only if still held."""
-    cond = [runs.c.id == run_id, runs.c.status.in_(_ACTIVE)]
-    if owner is not None:
-        cond.append(runs.c.lease_owner == owner)
+) -> RunRecord | None:
+    """End a run and free its singleton slot; with a token, only if that lease
+    still holds it; with ``expected``, only if it is still in that status.
+
+    Returns the run as it was finished, or None when nothing matched.
+    """
+    cond: list[Any] = [runs.c.id == run_id, runs.c.status.in_(_ACTIVE)]
+    if token is not None:
+        cond.append(runs.c.lease_owner == token)
+    if expected is not None:
+        cond.append(runs.c.status == expected.value)
     values: dict[str, Any] = {
         "status": status.value,
         "singleton_key": None,
@@ -282,16 +326,19 @@ def finish(
     }
     if cancelled_by is not None:
         values["cancelled_by"] = cancelled_by
-    return bool(conn.execute(sa.update(runs).where(*cond).values(**values)).rowcount)
+    row = conn.execute(sa.update(runs).where(*cond).values(**values).returning(runs)).first()
+    return None if row is None else RunRecord.from_row(row)
 
 
 def request_cancel(conn: Connection, run_id: str, by: str) -> bool:
-    return bool(
+    return (
         conn.execute(
             sa.update(runs)
             .where(runs.c.id == run_id, runs.c.status.in_(_ACTIVE))
             .values(cancel_requested=True, cancelled_by=by)
-        ).rowcount
+            .returning(runs.c.id)
+        ).first()
+        is not None
     )
 
 
@@ -300,15 +347,9 @@ def count_running(conn: Connection, function_id: str) -> int:
         conn.execute(
             sa.select(sa.func.count())
             .select_from(runs)
-            .where(runs.c.function_id == function_id, runs.c.status == RunStatus.RUNNING.value)
+            .where(runs.c.function_id == function_id, runs.c.status == _RUNNING)
         ).scalar_one()
     )
-
-
-def function_of(conn: Connection, run_id: str) -> str | None:
-    return conn.execute(
-        sa.select(runs.c.function_id).where(runs.c.id == run_id)
-    ).scalar_one_or_none()
 
 
 # --- steps ------------------------------------------------------------------
@@ -320,15 +361,19 @@ def load_steps(conn: Connection, run_id: str) -> dict[str, StepRecord]:
 
 
 def save_step(db: Database, conn: Connection, row: dict[str, Any]) -> None:
-    """Insert or overwrite one step row (the checkpoint)."""
-    keys = ["run_id", "name"]
-    update = [k for k in row if k not in keys]
-    conn.execute(db.upsert(steps, keys, update).values(**row))
-
-
-def update_step(conn: Connection, run_id: str, name: str, **values: Any) -> None:
+    """Insert or overwrite one step row."""
+    ins: Any = sqlite.insert(steps) if db.is_sqlite else postgresql.insert(steps)
+    update = {k: ins.excluded[k] for k in row if k not in ("run_id", "name")}
     conn.execute(
-        sa.update(steps).where(steps.c.run_id == run_id, steps.c.name == name).values(**values)
+        ins.values(**row).on_conflict_do_update(index_elements=["run_id", "name"], set_=update)
+    )
+
+
+def complete_waiting_step(conn: Connection, run_id: str, name: str, result: str, now: float) -> None:
+    conn.execute(
+        sa.update(steps)
+        .where(steps.c.run_id == run_id, steps.c.name == name)
+        .values(status=StepStatus.COMPLETED.value, result=result, ended_at=now, wake_at=None)
     )
 
 
@@ -345,3 +390,116 @@ def copy_completed_steps(conn: Connection, from_run: str, to_run: str) -> int:
 
 def steps_of(conn: Connection, run_id: str) -> list[StepRecord]:
     return list(load_steps(conn, run_id).values())
+
+
+# --- the hot path: one connection per executing run ----------------------------
+
+_STEP_COLUMNS = (
+    "run_id, name, seq, kind, status, attempts, result, error, errors, "
+    "started_at, ended_at, wake_at, progress_current, progress_total, progress_message"
+)
+_SAVE_STEP = (
+    f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, name) DO UPDATE SET seq = excluded.seq, kind = excluded.kind, "
+    "status = excluded.status, attempts = excluded.attempts, result = excluded.result, "
+    "error = excluded.error, errors = excluded.errors, started_at = excluded.started_at, "
+    "ended_at = excluded.ended_at, wake_at = excluded.wake_at, "
+    # A finished step keeps the last progress it reported.
+    "progress_current = COALESCE(excluded.progress_current, steps.progress_current), "
+    "progress_total = COALESCE(excluded.progress_total, steps.progress_total), "
+    "progress_message = COALESCE(excluded.progress_message, steps.progress_message)"
+)
+_SAVE_PROGRESS = (
+    f"INSERT INTO steps ({_STEP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, name) DO UPDATE SET status = excluded.status, "
+    "started_at = excluded.started_at, progress_current = excluded.progress_current, "
+    "progress_total = excluded.progress_total, progress_message = excluded.progress_message"
+)
+_GUARD = "SELECT cancel_requested FROM runs WHERE id = ? AND lease_owner = ? AND status = 'running'"
+
+StepRow = tuple[
+    str, str, int, str, str, int, str | None, str | None, str | None,
+    float | None, float | None, float | None, int | None, int | None, str | None,
+]
+
+
+class RunSession:
+    """The checkpoint writer of one execution: one connection, plain SQL.
+
+    Each write is one short transaction: the lease guard, then the step row.
+    On SQLite the transaction is IMMEDIATE, so nothing can change the run
+    between guard and write; on PostgreSQL the guard takes a share lock on the
+    run row, so a takeover waits until the checkpoint has committed. The
+    connection sits idle (no open transaction) between checkpoints.
+    """
+
+    def __init__(self, db: Database, run_id: str, token: str) -> None:
+        self.run_id = run_id
+        self.token = token
+        self._db = db
+        self._sqlite = db.is_sqlite
+        self._error: type[BaseException] = db.engine.dialect.loaded_dbapi.Error
+        if self._sqlite:
+            self._guard, self._save, self._progress = _GUARD, _SAVE_STEP, _SAVE_PROGRESS
+        else:
+            # psycopg speaks the "format" paramstyle.
+            self._guard = _GUARD.replace("?", "%s") + " FOR SHARE"
+            self._save = _SAVE_STEP.replace("?", "%s")
+            self._progress = _SAVE_PROGRESS.replace("?", "%s")
+        self._conn: Any = None
+        self._cur: Any = None
+
+    def save_step(self, row: StepRow) -> bool | None:
+        """Write a step row if the lease still holds: None when it was lost,
+        else whether a cancel has been requested meanwhile."""
+        return self._guarded(self._save, row)
+
+    def save_progress(self, row: StepRow) -> bool | None:
+        return self._guarded(self._progress, row)
+
+    def _guarded(self, sql: str, row: StepRow) -> bool | None:
+        if self._cur is None:
+            self._open()
+        cur = self._cur
+        try:
+            if self._sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+            cur.execute(self._guard, (self.run_id, self.token))
+            found = cur.fetchone()
+            if found is None:
+                self._conn.rollback()
+                return None
+            cur.execute(sql, row)
+            if self._sqlite:
+                cur.execute("COMMIT")
+            else:
+                self._conn.commit()
+            return bool(found[0])
+        except self._error as exc:
+            self._discard()
+            raise StorageError(f"checkpoint of run {self.run_id} failed: {exc}") from exc
+
+    def _open(self) -> None:
+        try:
+            self._conn = self._db.engine.raw_connection()
+            self._cur = self._conn.cursor()
+        except sa.exc.DBAPIError as exc:
+            raise StorageError(f"cannot open database {self._db.safe_url}: {exc.orig}") from exc
+
+    def _discard(self) -> None:
+        # After a failure the connection's state is unknown: drop it and let
+        # the next write open a fresh one.
+        conn, self._conn, self._cur = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.invalidate()
+            except Exception:  # already failing: the first error is the news
+                log.debug("could not discard a failed connection", exc_info=True)
+
+    def close(self) -> None:
+        conn, self._conn, self._cur = self._conn, None, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # returning to the pool must not mask the result
+                log.debug("could not return a connection to the pool", exc_info=True)

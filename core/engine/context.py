@@ -6,6 +6,8 @@ retry or after a crash the stored result is returned without running it again.
 handler with ``Suspend``, so a waiting run holds no thread and survives a
 restart. Every result is round-tripped through JSON on the first execution
 too, so a handler sees the same values whether a step ran or was replayed.
+The control-flow signals here derive from ``BaseException`` so that a
+handler's ``except Exception`` cannot swallow them.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from core.errors import DuplicateStepError, StepResultNotJSONError
 from jobstore.records import EventRecord, StepKind, StepRecord, StepStatus, Trigger
 
 if TYPE_CHECKING:
-    from core.engine.engine import Engine
+    from core.engine.executor import Execution
 
 log = logging.getLogger("stationsync.engine")
+
+_COMPLETED = StepStatus.COMPLETED
 
 
 class Suspend(BaseException):
@@ -45,24 +49,48 @@ class RunTimedOut(BaseException):
     """Unwinds a handler whose run passed its timeout."""
 
 
-@dataclass
+class ShuttingDown(BaseException):
+    """Unwinds a handler when its engine stops: the run is handed back at once."""
+
+
 class StepFailure(BaseException):
     """A step failed; the engine decides between retry and failing the run."""
 
-    step: str
-    error: BaseException
-    attempts: int
+    def __init__(self, step: str, error: Exception, attempts: int) -> None:
+        super().__init__(step, error, attempts)
+        self.step = step
+        self.error = error
+        self.attempts = attempts
+
+
+# One encoder, built once: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+_SCALARS = (str, int, bool, type(None))
 
 
 def to_json(step: str, value: Any) -> str:
     """Encode a step result, refusing anything that would not replay identically."""
     try:
-        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+        return _ENCODER.encode(value)
     except TypeError as exc:
         bad = _first_non_json(value)
         raise StepResultNotJSONError(step, type(bad).__name__) from exc
     except ValueError as exc:
+        if isinstance(exc.__cause__, RecursionError) or "ircular" in str(exc):
+            raise StepResultNotJSONError(step, type(value).__name__, "it refers to itself") from exc
         raise StepResultNotJSONError(step, "float", "NaN and infinity are not JSON") from exc
+
+
+def encode(step: str, value: Any) -> tuple[str, Any]:
+    """The stored text of a result and the value the handler gets back.
+
+    Scalars come back unchanged; containers come back decoded, so that a tuple
+    is a list and an int key a string on the first run exactly as on replay.
+    """
+    text = to_json(step, value)
+    if type(value) in _SCALARS or type(value) is float:
+        return text, value
+    return text, json.loads(text)
 
 
 def _first_non_json(value: Any) -> Any:
@@ -99,64 +127,61 @@ class RunState:
     memo: dict[str, StepRecord]
     cancel: threading.Event = field(default_factory=threading.Event)
     lost: threading.Event = field(default_factory=threading.Event)
+    timed_out: bool = False
     seen: set[str] = field(default_factory=set)
     next_seq: int = 0
-    current_step: str | None = None
-    last_progress: float = 0.0
+    # (name, seq, started) of the step whose function is running now.
+    current: tuple[str, int, float] | None = None
+    last_progress: float = -math.inf
+    event_dict: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.next_seq = max((s.seq for s in self.memo.values()), default=-1) + 1
+        self.event_dict = self.event.as_dict()
 
 
 class Step:
     """The durable primitives, bound to one run."""
 
-    def __init__(self, engine: Engine, state: RunState) -> None:
-        self._engine = engine
-        self._state = state
-        self._state.next_seq = max((s.seq for s in state.memo.values()), default=-1) + 1
-
-    # --- boundaries ---------------------------------------------------------
+    def __init__(self, execution: Execution) -> None:
+        self._ex = execution
+        self._state = execution.state
 
     def _enter(self, name: str) -> StepRecord | None:
         state = self._state
         if name in state.seen:
             raise DuplicateStepError(f"step name {name!r} used twice in one run")
         state.seen.add(name)
-        self._engine._check_boundary(state)
         return state.memo.get(name)
 
-    def _seq(self, name: str) -> int:
-        done = self._state.memo.get(name)
+    def _seq(self, done: StepRecord | None) -> int:
         if done is not None:
             return done.seq
         seq = self._state.next_seq
-        self._state.next_seq += 1
+        self._state.next_seq = seq + 1
         return seq
-
-    # --- primitives ---------------------------------------------------------
 
     def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn`` once for this run and return its (stored) JSON result."""
         done = self._enter(name)
-        if done is not None and done.status == StepStatus.COMPLETED:
+        if done is not None and done.status == _COMPLETED:
             return done.result
+        ex = self._ex
+        started = ex.boundary()
+        seq = self._seq(done)
+        attempts = (done.attempts if done is not None else 0) + 1
         state = self._state
-        attempts = (done.attempts if done else 0) + 1
-        seq = self._seq(name)
-        started = self._engine.clock.now().timestamp()
-        state.current_step = name
+        state.current = (name, seq, started)
         try:
-            value = fn(*args, **kwargs)
-            encoded = to_json(name, value)
-        except (Suspend, RunCancelled, LeaseLost, RunTimedOut):
-            raise
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
-            self._engine._record_step_failure(state, name, seq, attempts, started, exc, done)
-            raise StepFailure(name, exc, attempts) from exc
-        finally:
-            state.current_step = None
-        self._engine._checkpoint(state, name, seq, StepKind.RUN, attempts, started, encoded)
-        return json.loads(encoded)
+            text, value = encode(name, fn(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's failure
+            state.current = None
+            ex.step_failed(name, seq, attempts, started, exc, done)
+        state.current = None
+        ex.step_done(
+            name, seq, StepKind.RUN, attempts, started, text, done.errors_json if done else None
+        )
+        return value
 
     def send_event(
         self,
@@ -168,30 +193,29 @@ class Step:
     ) -> str:
         """Send an event once for this run; returns the event id (stored on replay)."""
         done = self._enter(name)
-        if done is not None and done.status == StepStatus.COMPLETED:
+        if done is not None and done.status == _COMPLETED:
             return str(done.result)
-        state = self._state
-        seq = self._seq(name)
-        started = self._engine.clock.now().timestamp()
-        event_id = self._engine._send_from_step(
-            state, name, seq, started, event, dict(data or {}), idempotency_key
+        started = self._ex.boundary()
+        return self._ex.send_from_step(
+            name, self._seq(done), started, event, dict(data or {}), idempotency_key
         )
-        return event_id
 
     def sleep(self, name: str, seconds: float) -> None:
         """Pause the run durably for ``seconds``; no thread is held meanwhile."""
         done = self._enter(name)
-        if done is not None and done.status == StepStatus.COMPLETED:
+        if done is not None and done.status == _COMPLETED:
             return
-        now = self._engine.clock.now().timestamp()
-        if done is not None and done.wake_at is not None and done.wake_at <= now:
-            self._engine._checkpoint(
-                self._state, name, done.seq, StepKind.SLEEP, 1, done.started_at or now, "null"
-            )
-            return
-        wake = done.wake_at if done is not None and done.wake_at else now + max(0.0, seconds)
-        self._engine._park_waiting(self._state, name, self._seq(name), StepKind.SLEEP, wake, None)
-        raise Suspend
+        now = self._ex.boundary()
+        if done is not None and done.wake_at is not None:
+            if done.wake_at <= now:
+                self._ex.step_done(
+                    name, done.seq, StepKind.SLEEP, 1, done.started_at or now, "null"
+                )
+                return
+            wake = done.wake_at
+        else:
+            wake = now + max(0.0, seconds)
+        self._ex.park_waiting(name, self._seq(done), StepKind.SLEEP, now, wake, None)
 
     def wait_for_event(
         self,
@@ -206,47 +230,49 @@ class Step:
 
         ``match="data.sync_id"`` waits for an event whose ``data.sync_id``
         equals this run's triggering event's; ``where`` gives explicit values.
+        Only events sent after the wait began can end it.
         """
         done = self._enter(name)
-        if done is not None and done.status == StepStatus.COMPLETED:
+        if done is not None and done.status == _COMPLETED:
             result = done.result
             return result if isinstance(result, dict) else None
-        now = self._engine.clock.now().timestamp()
-        if done is not None and done.wake_at is not None and done.wake_at <= now:
-            self._engine._checkpoint(
-                self._state, name, done.seq, StepKind.WAIT, 1, done.started_at or now, "null"
-            )
-            return None
+        now = self._ex.boundary()
+        if done is not None and done.wake_at is not None:
+            if done.wake_at <= now:
+                self._ex.step_done(name, done.seq, StepKind.WAIT, 1, done.started_at or now, "null")
+                return None
+            wake = done.wake_at
+        else:
+            wake = now + max(0.0, timeout_s)
         conditions = dict(where or {})
         if match:
-            conditions[match] = lookup(self._state.event.as_dict(), match)
-        wake = done.wake_at if done is not None and done.wake_at else now + max(0.0, timeout_s)
-        found = self._engine._park_waiting(
-            self._state, name, self._seq(name), StepKind.WAIT, wake, (event, conditions)
-        )
-        if found is not None:
-            return found
-        raise Suspend
+            conditions[match] = lookup(self._state.event_dict, match)
+        self._ex.park_waiting(name, self._seq(done), StepKind.WAIT, now, wake, (event, conditions))
+        return None  # not reached: parking unwinds the handler
 
     def progress(self, current: int, total: int | None = None, message: str | None = None) -> None:
-        """Report progress of the step now running (shown live in the UI)."""
+        """Report progress of the step now running (shown live in the UI).
+
+        Reports closer together than the engine's progress interval are
+        dropped, except the final one (``current >= total``).
+        """
         state = self._state
-        if state.current_step is None:
+        if state.current is None:
             return
         now = time.monotonic()
         final = total is not None and current >= total
-        if not final and now - state.last_progress < self._engine.progress_interval_s:
+        if not final and now - state.last_progress < self._ex.progress_interval_s:
             return
         state.last_progress = now
-        self._engine._report_progress(state, state.current_step, current, total, message)
+        self._ex.report_progress(current, total, message)
 
 
 class Context:
     """The argument every handler receives."""
 
-    def __init__(self, engine: Engine, state: RunState) -> None:
-        self._state = state
-        self.step = Step(engine, state)
+    def __init__(self, execution: Execution) -> None:
+        self._state = execution.state
+        self.step = Step(execution)
         self.log = log
 
     @property
@@ -255,15 +281,18 @@ class Context:
 
     @property
     def attempt(self) -> int:
+        """1 on the first execution, 2 on the first retry, and so on. Resuming
+        after a sleep, a wait or a restart of the engine is the same attempt."""
         return self._state.attempt
 
     @property
     def event(self) -> dict[str, Any]:
-        return self._state.event.as_dict()
+        """The triggering event: ``{"id", "name", "data", "ts"}``."""
+        return self._state.event_dict
 
     @property
     def data(self) -> dict[str, Any]:
-        data = self._state.event.data
+        data = self._state.event_dict.get("data")
         return data if isinstance(data, dict) else {}
 
     @property
