@@ -126,7 +126,12 @@ class _AdaptiveLimit:
 
 
 class TaranaClient:
-    """The portal, as Python calls; see the module docstring."""
+    """The portal, as Python calls; see the module docstring.
+
+    ``retries`` counts every retried attempt (each backoff wait) since the
+    client was made, across threads; ``logins`` counts successful logins.
+    Safe to share between threads.
+    """
 
     def __init__(
         self,

@@ -38,6 +38,8 @@ _FEATURES = (
     "Exchange", "Mast", "Rooftop", "Square", "Lodge", "Warehouse", "Silo",
 )  # fmt: skip
 
+_QUALIFIERS = ("North", "South", "East", "West", "Central", "Ext 2", "Ext 5", "Phase 2", "Park")
+
 
 @dataclass(frozen=True)
 class _MarketSpec:
@@ -186,6 +188,8 @@ class Fleet:
         places = market.spec.places
         for _ in range(6):
             place = rng.choice(places) if rng.random() < 0.8 else rng.choice(_GENERIC_PLACES)
+            if rng.random() < 0.25:  # big markets need more names than place x feature gives
+                place = f"{place} {rng.choice(_QUALIFIERS)}"
             name = f"{place} {rng.choice(_FEATURES)}"
             if market.spec is _TEST_REGION:
                 name = f"Training Lab {len(market.sites) + 1}"

@@ -642,7 +642,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     sim = Simulator(args.stations, args.seed, faults, args.rns_per_bn, port=args.port)
-    url = sim.start()
+    try:
+        url = sim.start()
+    except RuntimeError as exc:  # most often: the port is taken
+        print(f"simulator: {exc}", file=sys.stderr)
+        return 1
     print(f"Tarana simulator: {args.stations} BNs, seed {args.seed}", flush=True)
     print(f"base_url: {url}", f"username: {sim.username}", f"password: {sim.password}",
           f"operator_id: {sim.operator_id}", sep="\n", flush=True)  # fmt: skip
