@@ -342,6 +342,14 @@ def request_cancel(conn: Connection, run_id: str, by: str) -> bool:
     )
 
 
+def lock_function(db: Database, conn: Connection, function_id: str) -> None:
+    """Serialize claims of one function until the transaction ends, so a count of
+    its running runs stays true until the claim commits. SQLite's IMMEDIATE
+    transactions are serialized already."""
+    if not db.is_sqlite:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:f))"), {"f": function_id})
+
+
 def count_running(conn: Connection, function_id: str) -> int:
     return int(
         conn.execute(

@@ -310,12 +310,10 @@ class Engine:
             fn = functions[function_id]
             token = f"{self.worker_id}#{uuid.uuid4().hex[:12]}"
             with self.db.write() as conn:
-                if (
-                    fn.concurrency is not None
-                    and status != RunStatus.RUNNING.value
-                    and store.count_running(conn, fn.id) >= fn.concurrency
-                ):
-                    continue
+                if fn.concurrency is not None and status != RunStatus.RUNNING.value:
+                    store.lock_function(self.db, conn, fn.id)
+                    if store.count_running(conn, fn.id) >= fn.concurrency:
+                        continue
                 run = store.claim(conn, run_id, token, now, self.lease_s, status, fn.timeout_s)
                 if run is None:
                     continue
