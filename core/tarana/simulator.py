@@ -207,6 +207,7 @@ class Simulator:
             self._sessions.clear()
 
     def bn_records(self) -> list[dict[str, Any]]:
+        """The BN list items in list order as served (outage aside), broken ones included."""
         with self._lock:
             _, view, overlay, _ = self._bn_view()
             return [json.loads(overlay.get(d.serial) or d.item) for d in view]
@@ -216,11 +217,15 @@ class Simulator:
             return [json.loads(d.item) for d in self._fleet.rns]
 
     def malformed_serials(self) -> dict[str, str]:
+        """Serial -> what was broken, for every BN the ``malformed`` knob damaged."""
         with self._lock:
             return dict(self._bn_view()[3])
 
     @property
     def stats(self) -> dict[str, int]:
+        """Counters: ``requests``, ``kind.<route>``, ``status.<code>``, ``logins``,
+        ``logins_refused``, ``rate_limited``, ``server_errors``, ``hangs``,
+        ``gateway_refusals``, ``churn_inserts``/``churn_removes``, ``max_in_flight``."""
         with self._lock:
             return dict(self._counts)
 
