@@ -121,7 +121,6 @@ def dbos_child(steps: int, directory: Path) -> None:
             "name": "engine-overhead",
             "system_database_url": url,
             "system_database_engine": engine,
-            "run_admin_server": False,
             "log_level": "ERROR",
         }
     )
