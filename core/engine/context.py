@@ -183,6 +183,32 @@ class Step:
         )
         return value
 
+    def transaction(
+        self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run ``fn(conn, *args, **kwargs)`` once for this run, inside the
+        database transaction that stores its checkpoint.
+
+        Its database writes and the step's result commit together or not at
+        all, so they happen exactly once even if the worker dies right after
+        (DBOS's transaction step). ``conn`` is a SQLAlchemy connection to the
+        engine's database; do no other I/O inside ``fn``.
+        """
+        done = self._enter(name)
+        if done is not None and done.status == _COMPLETED:
+            return done.result
+        ex = self._ex
+        started = ex.boundary()
+        seq = self._seq(done)
+        attempts = (done.attempts if done is not None else 0) + 1
+        try:
+            return ex.step_transaction(
+                name, seq, attempts, started, done.errors_json if done else None,
+                lambda conn: encode(name, fn(conn, *args, **kwargs)),
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's failure
+            ex.step_failed(name, seq, attempts, started, exc, done)
+
     def send_event(
         self,
         name: str,

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from sqlalchemy.engine import Connection
 
 from core.engine.context import (
     Context,
@@ -235,6 +238,32 @@ class Execution:
             )
         )
         raise StepFailure(name, exc, attempts) from exc
+
+    def step_transaction(
+        self,
+        name: str,
+        seq: int,
+        attempts: int,
+        started: float,
+        errors: str | None,
+        body: Callable[[Connection], tuple[str, Any]],
+    ) -> Any:
+        engine = self.engine
+        with engine.db.write() as conn:
+            if not store.holds_lease(conn, self.run.id, self.token, started):
+                self.state.lost.set()
+                raise LeaseLost
+            text, value = body(conn)
+            store.save_step(
+                engine.db,
+                conn,
+                {
+                    "run_id": self.run.id, "name": name, "seq": seq, "kind": _RUN,
+                    "status": _COMPLETED, "attempts": attempts, "result": text, "error": None,
+                    "errors": errors, "started_at": started, "ended_at": self.now(),
+                },
+            )
+        return value
 
     def send_from_step(
         self, name: str, seq: int, started: float, event: str, data: dict[str, Any], key: str | None

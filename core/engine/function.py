@@ -90,7 +90,7 @@ def cron_event(function_id: str) -> str:
 
 def validate_cron(expression: str, timezone: str) -> None:
     """Raise InvalidCronError saying what is wrong with a cron expression or zone."""
-    from apscheduler.triggers.cron import CronTrigger
+    from core.cron import cron_trigger
 
     try:
         ZoneInfo(timezone)
@@ -101,7 +101,7 @@ def validate_cron(expression: str, timezone: str) -> None:
             f"cron expression {expression!r} must have five fields: minute hour day month weekday"
         )
     try:
-        CronTrigger.from_crontab(expression, timezone=timezone)
+        cron_trigger(expression, timezone)
     except ValueError as exc:
         raise InvalidCronError(f"cron expression {expression!r} is not valid: {exc}") from exc
 

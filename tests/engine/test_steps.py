@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.clock import FakeClock
 from core.engine import Context, On, RunStatus, StepStatus, function
-from core.errors import NonRetriableError, RetryAfterError
+from core.engine.context import encode
+from core.errors import NonRetriableError, RetryAfterError, StepResultNotJSONError
 from tests.engine.conftest import MakeEngine, drain
 
 
@@ -300,3 +304,64 @@ def test_send_event_step_is_memoized(make_engine: MakeEngine, clock: FakeClock) 
     assert [e.name for e in engine.run_detail(run_id or "").sent_events] == [
         "report/ready", "sender.completed"
     ]
+
+
+def test_a_transaction_step_commits_its_writes_with_its_checkpoint(
+    make_engine: MakeEngine, db: Any, clock: FakeClock
+) -> None:
+    import sqlalchemy as sa
+
+    probe = sa.Table(
+        "tx_probe", sa.MetaData(), sa.Column("k", sa.String(20), primary_key=True), sa.Column("v", sa.Integer)
+    )
+    probe.create(db.engine)
+    calls = Counter[str]()
+
+    @function("writer", triggers=[On("go")], backoff_initial_s=1, backoff_max_s=1)
+    def writer(ctx: Context) -> Any:
+        def write(conn: Any, value: int) -> int:
+            calls["write"] += 1
+            conn.execute(probe.insert().values(k=f"row-{calls['write']}", v=value))
+            if calls["write"] == 1:
+                raise RuntimeError("fails after writing: the write must roll back")
+            return value
+
+        stored = ctx.step.transaction("write", write, 7)
+        if calls["after"] == 0:
+            calls["after"] += 1
+            raise RuntimeError("fails after the step: the step must not run again")
+        return stored
+
+    engine = make_engine(writer)
+    run_id = engine.send("go").run_id or ""
+    for _ in range(3):
+        drain(engine)
+        clock.advance(2)
+    run = engine.get_run(run_id)
+    assert (run.status, run.output) == (RunStatus.COMPLETED, 7)
+    assert calls["write"] == 2
+    with db.read() as conn:
+        assert conn.execute(sa.select(probe.c.k, probe.c.v)).all() == [("row-2", 7)]
+    step = engine.run_detail(run_id).steps[0]
+    assert (step.status, step.attempts, len(step.errors)) == (StepStatus.COMPLETED, 2, 1)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_json_values_come_back_equal_to_what_replay_returns(value: Any) -> None:
+    text, back = encode("s", value)
+    assert back == value == json.loads(text)
+
+
+@given(st.sets(st.integers(), min_size=1) | st.frozensets(st.text(), min_size=1))
+def test_sets_are_refused_wherever_they_sit(value: Any) -> None:
+    with pytest.raises(StepResultNotJSONError) as err:
+        encode("s", {"a": [1, value]})
+    assert err.value.step == "s" and err.value.type_name in ("set", "frozenset")
