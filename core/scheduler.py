@@ -28,11 +28,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from core.clock import Clock, SystemClock
+from core.cron import cron_trigger
 from core.engine import Engine, Registry, SendResult, Trigger
 from core.engine.function import cron_event, validate_cron
 from core.errors import EngineError
 from jobstore import leases
 from jobstore import schedules as store
+from jobstore.db import Database
 from jobstore.schedules import APSCHEDULER_TABLE, ScheduleRow
 
 log = logging.getLogger("stationsync.scheduler")
@@ -61,7 +63,7 @@ def job_id_for(function_id: str, index: int) -> str:
 
 
 def trigger_for(cron: str, timezone: str) -> CronTrigger:
-    return CronTrigger.from_crontab(cron, timezone=timezone)
+    return cron_trigger(cron, timezone)
 
 
 def next_fire_times(cron: str, timezone: str, n: int = 5, after: datetime | None = None) -> list[datetime]:
@@ -69,29 +71,34 @@ def next_fire_times(cron: str, timezone: str, n: int = 5, after: datetime | None
     validate_cron(cron, timezone)
     trigger = trigger_for(cron, timezone)
     out: list[datetime] = []
-    now = after or datetime.now(UTC)
-    previous = None
-    for _ in range(n):
-        nxt = trigger.get_next_fire_time(previous, now if previous is None else previous + timedelta(microseconds=1))
+    cursor = after or datetime.now(UTC)
+    while len(out) < n:
+        nxt = trigger.get_next_fire_time(None, cursor)
         if nxt is None:
             break
-        out.append(nxt)
-        previous = nxt
+        # When clocks fall back, a wall time happens twice; cron fires it once.
+        if not out or wall_time(nxt) != wall_time(out[-1]):
+            out.append(nxt)
+        cursor = nxt.astimezone(UTC) + timedelta(minutes=1)  # wall-clock arithmetic loses the fold
     return out
+
+
+def wall_time(moment: datetime) -> str:
+    """The local date and time a fire stands for, without its UTC offset."""
+    return moment.replace(tzinfo=None).isoformat(timespec="minutes")
 
 
 def latest_fire_at_or_before(cron: str, timezone: str, now: datetime, lookback_s: float) -> datetime:
     """The scheduled time a fire at ``now`` stands for (the latest one not after it)."""
     trigger = trigger_for(cron, timezone)
-    cursor = now - timedelta(seconds=lookback_s + 60)
+    cursor = (now - timedelta(seconds=lookback_s + 60)).astimezone(UTC)
     latest: datetime | None = None
-    previous = None
     while True:
-        nxt = trigger.get_next_fire_time(previous, cursor)
+        nxt = trigger.get_next_fire_time(None, cursor)
         if nxt is None or nxt > now:
             break
-        latest, previous = nxt, nxt
-        cursor = nxt + timedelta(microseconds=1)
+        latest = nxt
+        cursor = nxt.astimezone(UTC) + timedelta(minutes=1)
     return latest or now.replace(second=0, microsecond=0)
 
 
@@ -131,6 +138,7 @@ class SchedulerService:
         self.misfire_grace_s = misfire_grace_s
         self.enabled = enabled
         self._aps: BackgroundScheduler | None = None
+        self._aps_db: Database | None = None
         self._seen_version: tuple[int, float] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,9 +201,13 @@ class SchedulerService:
 
     def _start_aps(self) -> None:
         global _leader
+        # The job store gets an engine of its own: APScheduler disposes it on shutdown.
+        self._aps_db = Database(self.db.url)
         aps = BackgroundScheduler(
             jobstores={
-                "default": SQLAlchemyJobStore(engine=self.db.write_engine, tablename=APSCHEDULER_TABLE)
+                "default": SQLAlchemyJobStore(
+                    engine=self._aps_db.write_engine, tablename=APSCHEDULER_TABLE
+                )
             },
             job_defaults={
                 "coalesce": True,
@@ -215,11 +227,14 @@ class SchedulerService:
     def _stop_aps(self) -> None:
         global _leader
         aps, self._aps = self._aps, None
+        if aps is not None:
+            # APScheduler makes one more pass over due jobs after shutdown() and
+            # would advance a missed job it can no longer run; detach the store first.
+            aps.remove_jobstore("default")
+            aps.shutdown(wait=False)
         with _leader_lock:
             if _leader is self:
                 _leader = None
-        if aps is not None:
-            aps.shutdown(wait=False)
 
     def _reconcile(self) -> None:
         """Make APScheduler's jobs match the schedules table, keeping missed fires."""
@@ -260,10 +275,13 @@ class SchedulerService:
         now = at or self.clock.now()
         scheduled = latest_fire_at_or_before(row.cron, row.timezone, now, self.misfire_grace_s)
         stamp = scheduled.astimezone(UTC).isoformat()
+        # Keyed on the local wall time, so the repeated hour when clocks fall
+        # back cannot start the same scheduled run a second time.
+        key = f"cron:{job_id}:{wall_time(scheduled)}"
         result = self.engine.send(
             cron_event(row.function_id),
             {"job_id": job_id, "scheduled_for": stamp, "cron": row.cron, "timezone": row.timezone},
-            idempotency_key=f"cron:{job_id}:{stamp}",
+            idempotency_key=key,
             sent_by=f"scheduler ({self.holder})",
             trigger=Trigger.CRON,
         )

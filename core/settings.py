@@ -106,9 +106,9 @@ def _database_url() -> tuple[Callable[[str], Any], str]:
 
 def _cron() -> tuple[Callable[[str], Any], str]:
     def parse(raw: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        from core.cron import cron_trigger
 
-        CronTrigger.from_crontab(raw, timezone="UTC")
+        cron_trigger(raw, "UTC")
         return raw
 
     return parse, "a five-field cron expression such as '0 0 * * *'"

@@ -111,10 +111,13 @@ class Database:
             raise StorageError(_describe(exc, self.safe_url)) from exc
 
     def insert_ignore(self, table: sa.Table) -> Any:
-        """An INSERT that silently skips rows hitting any unique constraint."""
-        if self.is_sqlite:
-            return sqlite.insert(table).on_conflict_do_nothing()
-        return postgresql.insert(table).on_conflict_do_nothing()
+        """An INSERT that silently skips rows hitting any unique constraint.
+
+        Its result's ``rowcount`` says whether the row went in (PostgreSQL
+        drivers report -1 for INSERT unless asked to keep the count).
+        """
+        ins: Any = sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
+        return ins.on_conflict_do_nothing().execution_options(preserve_rowcount=True)
 
     def upsert(self, table: sa.Table, key: list[str], update: list[str]) -> Any:
         """An INSERT ... ON CONFLICT (key) DO UPDATE of the given columns."""
