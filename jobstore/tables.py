@@ -175,7 +175,17 @@ sync_logs = sa.Table(
     sa.Column("started_at", Time, nullable=False),
     sa.Column("completed_at", Time),
     sa.Column("duration_s", sa.Float(precision=53)),
+    # Added by migration 0002: what the read models need without replaying steps.
+    sa.Column("rns_fetched", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("missing", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("online", sa.Integer),
+    sa.Column("offline", sa.Integer),
+    sa.Column("fetch_complete", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Set only by a sync that saw the whole fleet and wrote it: every station
+    # without missing_since was seen at this time (see jobstore.stations).
+    sa.Column("seen_at", Time),
     sa.Index("ix_tarana_sync_logs_started", "started_at"),
+    sa.Index("ix_tarana_sync_logs_run", "run_id"),
 )
 
 sync_skipped = sa.Table(
@@ -207,4 +217,15 @@ station_changes = sa.Table(
     sa.Column("change", sa.String(16), nullable=False),
     sa.Column("at", Time, nullable=False),
     sa.UniqueConstraint("sync_id", "serial_number", "change"),
+)
+
+# The station states as of the last sync the watch function looked at, so it
+# can say what appeared, disappeared, went offline or came online since then.
+station_watch = sa.Table(
+    "station_watch",
+    metadata,
+    sa.Column("serial_number", sa.String(64), primary_key=True),
+    sa.Column("device_status", sa.String(16)),
+    sa.Column("sync_id", sa.String(32), nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
 )
