@@ -62,7 +62,7 @@ def _int_in(lo: int, hi: int) -> tuple[Callable[[str], Any], str]:
 def _float_in(lo: float, hi: float) -> tuple[Callable[[str], Any], str]:
     def parse(raw: str) -> float:
         value = float(raw)
-        if not lo <= value <= hi or value != value:
+        if not lo <= value <= hi:  # NaN fails both comparisons
             raise ValueError
         return value
 

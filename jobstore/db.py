@@ -29,7 +29,7 @@ def redact_url(url: str) -> str:
     """The URL with any password replaced, safe for messages."""
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except (sa.exc.ArgumentError, ValueError):
         return "<unparseable database URL>"
 
 
