@@ -301,7 +301,12 @@ class Engine:
                     state.cancel.set()
 
     def run_once(self) -> str | None:
-        """Claim one due run and execute it on this thread; its id, or None."""
+        """Claim one due run and execute it on this thread; its id, or None.
+
+        A stopped engine claims nothing: it would only hand the run back.
+        """
+        if self.stopping.is_set():
+            return None
         now = self.now()
         functions = self.registry.functions
         with self.db.read() as conn:
