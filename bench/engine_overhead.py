@@ -89,8 +89,23 @@ def bench_raw(steps: int, directory: Path) -> float:
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
             sql,
-            (run_id, f"step-{i}", i, "run", "completed", 1, str(i), None, None, now, now,
-             None, None, None, None),
+            (
+                run_id,
+                f"step-{i}",
+                i,
+                "run",
+                "completed",
+                1,
+                str(i),
+                None,
+                None,
+                now,
+                now,
+                None,
+                None,
+                None,
+                None,
+            ),
         )
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
@@ -150,9 +165,21 @@ def bench_dbos(steps: int, directory: Path) -> tuple[float | None, str | None]:
     except ImportError as exc:
         return None, f"DBOS Transact is not installed ({exc}); install the 'bench' extra"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.engine_overhead", "--dbos-child", "--steps", str(steps),
-         "--dir", str(directory)],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bench.engine_overhead",
+            "--dbos-child",
+            "--steps",
+            str(steps),
+            "--dir",
+            str(directory),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
     )
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):

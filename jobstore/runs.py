@@ -68,7 +68,9 @@ def events_sent_by_run(conn: Connection, run_id: str) -> list[EventRecord]:
     return [EventRecord.from_row(r) for r in rows]
 
 
-def list_events(conn: Connection, *, name: str | None = None, limit: int = 100) -> list[EventRecord]:
+def list_events(
+    conn: Connection, *, name: str | None = None, limit: int = 100
+) -> list[EventRecord]:
     q = sa.select(events).order_by(events.c.created_at.desc()).limit(limit)
     if name:
         q = q.where(events.c.name == name)
@@ -377,7 +379,9 @@ def save_step(db: Database, conn: Connection, row: dict[str, Any]) -> None:
     )
 
 
-def complete_waiting_step(conn: Connection, run_id: str, name: str, result: str, now: float) -> None:
+def complete_waiting_step(
+    conn: Connection, run_id: str, name: str, result: str, now: float
+) -> None:
     conn.execute(
         sa.update(steps)
         .where(steps.c.run_id == run_id, steps.c.name == name)
@@ -426,8 +430,21 @@ _SAVE_PROGRESS = (
 _GUARD = "SELECT cancel_requested FROM runs WHERE id = ? AND lease_owner = ? AND status = 'running'"
 
 StepRow = tuple[
-    str, str, int, str, str, int, str | None, str | None, str | None,
-    float | None, float | None, float | None, int | None, int | None, str | None,
+    str,
+    str,
+    int,
+    str,
+    str,
+    int,
+    str | None,
+    str | None,
+    str | None,
+    float | None,
+    float | None,
+    float | None,
+    int | None,
+    int | None,
+    str | None,
 ]
 
 

@@ -183,9 +183,7 @@ class Step:
         )
         return value
 
-    def transaction(
-        self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> Any:
+    def transaction(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(conn, *args, **kwargs)`` once for this run, inside the
         database transaction that stores its checkpoint.
 
@@ -203,7 +201,11 @@ class Step:
         attempts = (done.attempts if done is not None else 0) + 1
         try:
             return ex.step_transaction(
-                name, seq, attempts, started, done.errors_json if done else None,
+                name,
+                seq,
+                attempts,
+                started,
+                done.errors_json if done else None,
                 lambda conn: encode(name, fn(conn, *args, **kwargs)),
             )
         except Exception as exc:  # noqa: BLE001 - any failure of user code is the step's failure

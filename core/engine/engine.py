@@ -184,8 +184,14 @@ class Engine:
         """Runs, newest first; times are epoch seconds of creation."""
         with self.db.read() as conn:
             return store.list_runs(
-                conn, function_id=function_id, statuses=statuses, triggers=triggers,
-                since=since, until=until, limit=limit, offset=offset,
+                conn,
+                function_id=function_id,
+                statuses=statuses,
+                triggers=triggers,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
             )
 
     def get_run(self, run_id: str) -> RunRecord:
@@ -224,10 +230,14 @@ class Engine:
             return
         self.stopping.clear()
         for i in range(self.workers):
-            t = threading.Thread(target=self._work_loop, name=f"stationsync-worker-{i}", daemon=True)
+            t = threading.Thread(
+                target=self._work_loop, name=f"stationsync-worker-{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
-        hb = threading.Thread(target=self._heartbeat_loop, name="stationsync-heartbeat", daemon=True)
+        hb = threading.Thread(
+            target=self._heartbeat_loop, name="stationsync-heartbeat", daemon=True
+        )
         hb.start()
         self._threads.append(hb)
 
@@ -286,7 +296,11 @@ class Engine:
                 state = ex.state
                 if state.deadline is not None and now > state.deadline:
                     ended = store.finish(
-                        conn, ex.run.id, now, RunStatus.TIMED_OUT, token=ex.token,
+                        conn,
+                        ex.run.id,
+                        now,
+                        RunStatus.TIMED_OUT,
+                        token=ex.token,
                         error=f"timed out after {ex.fn.timeout_s:g} s (a step was still running)",
                     )
                     if ended is not None:

@@ -214,8 +214,14 @@ class Dispatcher:
         """Cancel at once a run nobody executes; otherwise ask its worker to stop."""
         if run.status in (RunStatus.QUEUED, RunStatus.WAITING):
             ended = store.finish(
-                conn, run.id, now, RunStatus.CANCELLED, token=None, expected=run.status,
-                error=f"cancelled by {by}", cancelled_by=by,
+                conn,
+                run.id,
+                now,
+                RunStatus.CANCELLED,
+                token=None,
+                expected=run.status,
+                error=f"cancelled by {by}",
+                cancelled_by=by,
             )
             if ended is not None:
                 self.emit_finished(conn, ended)
@@ -235,6 +241,11 @@ class Dispatcher:
         if run.error is not None:
             data["error"] = run.error
         return self.send_in(
-            conn, finished_event_name(run.function_id, run.status), data, None,
-            f"run {run.id}", None, run.id,
+            conn,
+            finished_event_name(run.function_id, run.status),
+            data,
+            None,
+            f"run {run.id}",
+            None,
+            run.id,
         )

@@ -100,7 +100,9 @@ class Execution:
             return
         except LeaseLost:
             if state.timed_out:
-                log.warning("run %s: timed out while a step was running; its result is dropped", run.id)
+                log.warning(
+                    "run %s: timed out while a step was running; its result is dropped", run.id
+                )
             else:
                 log.warning("run %s: lease lost to another worker; stopping here", run.id)
             return
@@ -128,7 +130,11 @@ class Execution:
         fn = self.fn
         where = f"step {step!r}" if step else "the handler"
         if isinstance(exc, NonRetriableError) or attempts > fn.retries:
-            why = "not retriable" if isinstance(exc, NonRetriableError) else f"after {attempts} attempt(s)"
+            why = (
+                "not retriable"
+                if isinstance(exc, NonRetriableError)
+                else f"after {attempts} attempt(s)"
+            )
             self._finish(RunStatus.FAILED, error=f"{where} failed ({why}): {error_text(exc)}")
             return
         delay: float | None = None
@@ -140,7 +146,13 @@ class Execution:
                 delay = max(0.0, float(hinted))
         if delay is None:
             delay = backoff_s(fn.backoff_initial_s, fn.backoff_max_s, attempts)
-        log.info("run %s: %s failed (attempt %d), retrying in %.1f s", self.run.id, where, attempts, delay)
+        log.info(
+            "run %s: %s failed (attempt %d), retrying in %.1f s",
+            self.run.id,
+            where,
+            attempts,
+            delay,
+        )
         self._park(
             RunStatus.QUEUED,
             self.now() + delay,
@@ -148,7 +160,12 @@ class Execution:
         )
 
     def _park(
-        self, status: RunStatus, wake_at: float | None, *, same_attempt: bool = False, error: str | None = None
+        self,
+        status: RunStatus,
+        wake_at: float | None,
+        *,
+        same_attempt: bool = False,
+        error: str | None = None,
     ) -> None:
         deadline = self.state.deadline
         if wake_at is not None and deadline is not None:
@@ -156,8 +173,14 @@ class Execution:
             wake_at = min(wake_at, deadline)
         with self.engine.db.write() as conn:
             store.park(
-                conn, self.run.id, self.token, self.now(), status=status, wake_at=wake_at,
-                same_attempt=same_attempt, error=error,
+                conn,
+                self.run.id,
+                self.token,
+                self.now(),
+                status=status,
+                wake_at=wake_at,
+                same_attempt=same_attempt,
+                error=error,
             )
         self.engine.wake_workers()
 
@@ -171,8 +194,14 @@ class Execution:
     ) -> None:
         with self.engine.db.write() as conn:
             ended = store.finish(
-                conn, self.run.id, self.now(), status, token=self.token,
-                output=output, error=error, cancelled_by=cancelled_by,
+                conn,
+                self.run.id,
+                self.now(),
+                status,
+                token=self.token,
+                output=output,
+                error=error,
+                cancelled_by=cancelled_by,
             )
             if ended is not None:
                 self.engine.dispatcher.emit_finished(conn, ended)
@@ -213,8 +242,23 @@ class Execution:
     ) -> None:
         self._saved(
             self.session.save_step(
-                (self.run.id, name, seq, kind.value, _COMPLETED, attempts, text, None, errors,
-                 started, self.now(), None, None, None, None)
+                (
+                    self.run.id,
+                    name,
+                    seq,
+                    kind.value,
+                    _COMPLETED,
+                    attempts,
+                    text,
+                    None,
+                    errors,
+                    started,
+                    self.now(),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
             )
         )
 
@@ -233,8 +277,23 @@ class Execution:
         ]
         self._saved(
             self.session.save_step(
-                (self.run.id, name, seq, _RUN, _FAILED, attempts, None, error_text(exc),
-                 json.dumps(errors), started, now, None, None, None, None)
+                (
+                    self.run.id,
+                    name,
+                    seq,
+                    _RUN,
+                    _FAILED,
+                    attempts,
+                    None,
+                    error_text(exc),
+                    json.dumps(errors),
+                    started,
+                    now,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
             )
         )
         raise StepFailure(name, exc, attempts) from exc
@@ -258,9 +317,17 @@ class Execution:
                 engine.db,
                 conn,
                 {
-                    "run_id": self.run.id, "name": name, "seq": seq, "kind": _RUN,
-                    "status": _COMPLETED, "attempts": attempts, "result": text, "error": None,
-                    "errors": errors, "started_at": started, "ended_at": self.now(),
+                    "run_id": self.run.id,
+                    "name": name,
+                    "seq": seq,
+                    "kind": _RUN,
+                    "status": _COMPLETED,
+                    "attempts": attempts,
+                    "result": text,
+                    "error": None,
+                    "errors": errors,
+                    "started_at": started,
+                    "ended_at": self.now(),
                 },
             )
         return value
@@ -281,9 +348,15 @@ class Execution:
                 engine.db,
                 conn,
                 {
-                    "run_id": self.run.id, "name": name, "seq": seq, "kind": StepKind.SEND.value,
-                    "status": _COMPLETED, "attempts": 1, "result": json.dumps(result.event_id),
-                    "started_at": started, "ended_at": now,
+                    "run_id": self.run.id,
+                    "name": name,
+                    "seq": seq,
+                    "kind": StepKind.SEND.value,
+                    "status": _COMPLETED,
+                    "attempts": 1,
+                    "result": json.dumps(result.event_id),
+                    "started_at": started,
+                    "ended_at": now,
                 },
             )
         engine.after_send(result)
@@ -308,15 +381,26 @@ class Execution:
                 self.engine.db,
                 conn,
                 {
-                    "run_id": self.run.id, "name": name, "seq": seq, "kind": kind.value,
-                    "status": StepStatus.WAITING.value, "attempts": 1,
-                    "started_at": now, "wake_at": wake,
+                    "run_id": self.run.id,
+                    "name": name,
+                    "seq": seq,
+                    "kind": kind.value,
+                    "status": StepStatus.WAITING.value,
+                    "attempts": 1,
+                    "started_at": now,
+                    "wake_at": wake,
                 },
             )
             spec = (name, wait[0], json.dumps(wait[1], default=str)) if wait else None
             store.park(
-                conn, self.run.id, self.token, now, status=RunStatus.WAITING, wake_at=wake_at,
-                wait=spec, same_attempt=True,
+                conn,
+                self.run.id,
+                self.token,
+                now,
+                status=RunStatus.WAITING,
+                wake_at=wake_at,
+                wait=spec,
+                same_attempt=True,
             )
         raise Suspend
 
@@ -326,8 +410,23 @@ class Execution:
         name, seq, started = self.state.current
         try:
             held = self.session.save_progress(
-                (self.run.id, name, seq, _RUN, _RUNNING, 0, None, None, None,
-                 started, None, None, current, total, message)
+                (
+                    self.run.id,
+                    name,
+                    seq,
+                    _RUN,
+                    _RUNNING,
+                    0,
+                    None,
+                    None,
+                    None,
+                    started,
+                    None,
+                    None,
+                    current,
+                    total,
+                    message,
+                )
             )
         except StorageError as exc:
             # Progress is a courtesy to the viewer; losing one report is harmless.

@@ -9,7 +9,7 @@ function triggered by ``<function id>.failed``, as in Inngest.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -152,9 +152,11 @@ class Registry:
         return [f for f in self.functions.values() if event_name in f.events]
 
     def cancelled_by(self, event_name: str) -> list[Function]:
-        return [f for f in self.functions.values() if any(c.event == event_name for c in f.cancel_on)]
+        return [
+            f for f in self.functions.values() if any(c.event == event_name for c in f.cancel_on)
+        ]
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Function]:
         return iter(self.functions.values())
 
 

@@ -37,10 +37,20 @@ class Procs:
 
     def start(self, *options: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.engine.worker_proc", "steps", self.db_url, str(self.dir),
-             *options],
-            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.engine.worker_proc",
+                "steps",
+                self.db_url,
+                str(self.dir),
+                *options,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.started.append(proc)
         return proc

@@ -126,7 +126,9 @@ def test_sleep_parks_the_run_until_its_time(make_engine: MakeEngine, clock: Fake
     assert calls == {"before": 1, "after": 1}
     kinds = [(s.name, s.kind.value, s.status.value) for s in engine.run_detail(run_id).steps]
     assert kinds == [
-        ("before", "run", "completed"), ("nap", "sleep", "completed"), ("after", "run", "completed")
+        ("before", "run", "completed"),
+        ("nap", "sleep", "completed"),
+        ("after", "run", "completed"),
     ]
 
 

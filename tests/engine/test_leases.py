@@ -58,7 +58,9 @@ def test_a_worker_that_lost_its_lease_cannot_store_anything(
     assert steps == {"one": "one#1", "two": "two#2", "three": "three#1"}
 
 
-def test_heartbeat_keeps_a_lease_and_notices_a_takeover(make_engine: MakeEngine, clock: FakeClock) -> None:
+def test_heartbeat_keeps_a_lease_and_notices_a_takeover(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
     seen: list[bool] = []
 
     @function("slow", triggers=[On("go")])
@@ -147,7 +149,9 @@ def test_cancel_stops_a_running_run_at_the_next_step_boundary(make_engine: MakeE
     assert not engine.cancel(run_id, "alice")  # already finished
 
 
-def test_a_cancel_from_another_engine_is_seen_at_the_next_checkpoint(make_engine: MakeEngine) -> None:
+def test_a_cancel_from_another_engine_is_seen_at_the_next_checkpoint(
+    make_engine: MakeEngine,
+) -> None:
     calls: Counter[str] = Counter()
 
     @function("remote", triggers=[On("go")])
@@ -211,7 +215,9 @@ def test_runs_time_out_at_a_step_boundary_and_while_waiting(
     assert engine.get_run(nap).status == RunStatus.TIMED_OUT
 
 
-def test_heartbeat_times_out_a_run_stuck_in_a_step(make_engine: MakeEngine, clock: FakeClock) -> None:
+def test_heartbeat_times_out_a_run_stuck_in_a_step(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
     @function("stuck", triggers=[On("go")], timeout_s=50)
     def stuck(ctx: Context) -> None:
         def hang() -> str:
@@ -303,7 +309,11 @@ def test_retry_resumes_after_the_completed_steps_and_rerun_starts_over(
     assert engine.retry(failed, "bob").refused == {"resumable": new_id}  # singleton holds
     drain(engine)
     run = engine.get_run(new_id)
-    assert (run.status, run.trigger.value, run.parent_run_id) == (RunStatus.COMPLETED, "retry", failed)
+    assert (run.status, run.trigger.value, run.parent_run_id) == (
+        RunStatus.COMPLETED,
+        "retry",
+        failed,
+    )
     assert run.triggered_by == "alice"
     assert run.output == ["prepared", "fixed"]
     assert calls == {"prepare": 1, "fragile": 2}

@@ -13,7 +13,9 @@ from core.errors import UnknownRunError
 from tests.engine.conftest import MakeEngine, drain
 
 
-def test_list_runs_filters_and_orders_newest_first(make_engine: MakeEngine, clock: FakeClock) -> None:
+def test_list_runs_filters_and_orders_newest_first(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
     @function("ok", triggers=[On("ok")])
     def ok(ctx: Context) -> None:
         return None
@@ -54,11 +56,17 @@ def test_run_detail_has_steps_in_order_and_events(make_engine: MakeEngine) -> No
     detail = engine.run_detail(run_id)
     assert detail.run.id == run_id
     assert [(s.name, s.seq, s.kind.value) for s in detail.steps] == [
-        ("b-first", 0, "run"), ("tell", 1, "send"), ("a-second", 2, "run")
+        ("b-first", 0, "run"),
+        ("tell", 1, "send"),
+        ("a-second", 2, "run"),
     ]
     assert all(s.duration_s is not None and s.duration_s >= 0 for s in detail.steps)
     assert detail.event is not None
-    assert (detail.event.name, detail.event.data, detail.event.sent_by) == ("go", {"k": "v"}, "alice")
+    assert (detail.event.name, detail.event.data, detail.event.sent_by) == (
+        "go",
+        {"k": "v"},
+        "alice",
+    )
     assert [e.name for e in detail.sent_events] == ["told", "detailed.completed"]
     with pytest.raises(UnknownRunError):
         engine.run_detail("missing")

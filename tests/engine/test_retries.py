@@ -129,7 +129,9 @@ def test_on_failure_handler_runs_with_the_failed_run(make_engine: MakeEngine) ->
 
 
 @pytest.mark.parametrize("fails", [False, True])
-def test_on_failure_does_not_run_when_the_run_succeeds(make_engine: MakeEngine, fails: bool) -> None:
+def test_on_failure_does_not_run_when_the_run_succeeds(
+    make_engine: MakeEngine, fails: bool
+) -> None:
     told: list[str] = []
 
     @function("maybe", triggers=[On("go")], retries=0, on_failure=lambda ctx: told.append("x"))

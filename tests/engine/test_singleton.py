@@ -101,9 +101,23 @@ def test_twenty_simultaneous_triggers_from_two_processes_start_one_run(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.engine.worker_proc", "singleton", db_url, str(tmp_path),
-             "--threads", "10", "--go", str(go)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "tests.engine.worker_proc",
+                "singleton",
+                db_url,
+                str(tmp_path),
+                "--threads",
+                "10",
+                "--go",
+                str(go),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(2)
     ]
@@ -141,8 +155,12 @@ def test_the_unique_index_refuses_a_second_active_row_even_without_the_engine(
     with pytest.raises(sa.exc.IntegrityError), db.engine.begin() as conn:
         conn.execute(
             runs.insert().values(
-                id="x" * 32, function_id="solo", trigger="event", status="queued",
-                singleton_key="solo", created_at=0.0,
+                id="x" * 32,
+                function_id="solo",
+                trigger="event",
+                status="queued",
+                singleton_key="solo",
+                created_at=0.0,
             )
         )
     assert engine.active_run("solo") is not None

@@ -19,7 +19,9 @@ from core.errors import NonRetriableError, RetryAfterError, StepResultNotJSONErr
 from tests.engine.conftest import MakeEngine, drain
 
 
-def test_a_completed_step_is_not_run_again_on_retry(make_engine: MakeEngine, clock: FakeClock) -> None:
+def test_a_completed_step_is_not_run_again_on_retry(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
     calls: Counter[str] = Counter()
 
     @function("flaky", triggers=[On("go")], backoff_initial_s=1, backoff_max_s=1)
@@ -221,8 +223,12 @@ def test_context_exposes_event_run_and_attempt(make_engine: MakeEngine, clock: F
     assert [s["attempt"] for s in seen] == [1, 2]
     assert all(s["run_id"] == sent.run_id for s in seen)
     assert seen[0] == {
-        "run_id": sent.run_id, "attempt": 1, "event": "hello", "who": "ops",
-        "trigger": "event", "by": "alice",
+        "run_id": sent.run_id,
+        "attempt": 1,
+        "event": "hello",
+        "who": "ops",
+        "trigger": "event",
+        "by": "alice",
     }
     assert engine.get_run(sent.run_id or "").status == RunStatus.COMPLETED
 
@@ -302,7 +308,8 @@ def test_send_event_step_is_memoized(make_engine: MakeEngine, clock: FakeClock) 
     assert len(received) == 1
     assert run.output == received[0]
     assert [e.name for e in engine.run_detail(run_id or "").sent_events] == [
-        "report/ready", "sender.completed"
+        "report/ready",
+        "sender.completed",
     ]
 
 
@@ -312,7 +319,10 @@ def test_a_transaction_step_commits_its_writes_with_its_checkpoint(
     import sqlalchemy as sa
 
     probe = sa.Table(
-        "tx_probe", sa.MetaData(), sa.Column("k", sa.String(20), primary_key=True), sa.Column("v", sa.Integer)
+        "tx_probe",
+        sa.MetaData(),
+        sa.Column("k", sa.String(20), primary_key=True),
+        sa.Column("v", sa.Integer),
     )
     probe.create(db.engine)
     calls = Counter[str]()
@@ -347,9 +357,14 @@ def test_a_transaction_step_commits_its_writes_with_its_checkpoint(
 
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text()
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text()
     | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 

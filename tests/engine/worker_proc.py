@@ -70,11 +70,18 @@ def run_steps(args: argparse.Namespace) -> int:
     registry = Registry()
     directory = Path(args.dir)
     registry.add(
-        counter_function(directory, block_at=args.block_at, slow_at=args.slow_at, slow_s=args.slow_s)
+        counter_function(
+            directory, block_at=args.block_at, slow_at=args.slow_at, slow_s=args.slow_s
+        )
     )
     engine = Engine(
-        db, registry, workers=1, poll_interval_s=0.05, lease_s=args.lease_s,
-        heartbeat_s=args.heartbeat_s or args.lease_s / 5, max_crashes=args.max_crashes,
+        db,
+        registry,
+        workers=1,
+        poll_interval_s=0.05,
+        lease_s=args.lease_s,
+        heartbeat_s=args.heartbeat_s or args.lease_s / 5,
+        max_crashes=args.max_crashes,
     )
     engine.start()
     deadline = time.monotonic() + 60
