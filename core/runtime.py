@@ -24,6 +24,7 @@ from core.engine import Engine, Function, Registry
 from core.scheduler import SchedulerService
 from core.settings import Settings, load_settings
 from core.tarana.client import TaranaClient
+from core.tarana.simulator import Simulator
 from jobstore import migrate
 from jobstore.db import Database
 
@@ -72,7 +73,7 @@ class Runtime:
             misfire_grace_s=settings.misfire_grace_s,
             enabled=settings.scheduler if scheduler is None else scheduler,
         )
-        self.simulator = None
+        self.simulator: Simulator | None = None
         self._workers = workers
         self._functions = functions
         self._portal: tuple[str, str, str, str] | None = None
@@ -83,7 +84,7 @@ class Runtime:
         logs.configure(self.settings.log_level, secrets)
         migrate.upgrade(self.db)
         if self.settings.uses_simulator:
-            from core.tarana.simulator import Faults, Simulator
+            from core.tarana.faults import Faults
 
             sim = Simulator(
                 stations=self.settings.simulator_stations,
