@@ -51,6 +51,10 @@ class RunDetail:
 
 
 class Engine:
+    """Commands (``send``, ``cancel``, ``retry``), reads (``list_runs``,
+    ``get_run``, ``run_detail``, ``active_run``, ``list_events``) and workers
+    (``start``/``stop``, or ``run_once`` on the caller's thread)."""
+
     def __init__(
         self,
         db: Database,
