@@ -157,6 +157,7 @@ class SyncRun:
         self.sync_id = sync_id
         self.portal = fetching.Portal(sync.client_factory)
         self.warnings: list[str] = []
+        self.pages = 0  # list pages fetched so far (BNs, then RNs)
 
     # --- the steps, in order -------------------------------------------------
 
@@ -194,10 +195,13 @@ class SyncRun:
                 break
             offset = int(chunk["next_offset"])
         key = "stations_fetched" if kind == "BN" else "rns_fetched"
+        self.pages += sum(int(c["pages"]) for c in chunks)
         # absolute values, so repeating this on a later attempt changes nothing
-        pages = {"pages": sum(int(c["pages"]) for c in chunks)} if kind == "BN" else {}
         synclogs.update_log(
-            self.db, self.sync_id, **{key: sum(int(c["items"]) for c in chunks)}, **pages
+            self.db,
+            self.sync_id,
+            pages=self.pages,
+            **{key: sum(int(c["items"]) for c in chunks)},
         )
         return chunks
 
