@@ -242,12 +242,6 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_simulator(args: argparse.Namespace) -> int:
-    from core.tarana import simulator
-
-    return simulator.main(args.rest)
-
-
 def cmd_settings(args: argparse.Namespace) -> int:
     print(settings_table())
     return 0
@@ -304,16 +298,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("id", nargs="?")
     status.set_defaults(func=cmd_sync_status)
 
-    sim = sub.add_parser("simulator", help="serve the portal simulator", add_help=False)
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
-    sim.set_defaults(func=cmd_simulator)
+    sub.add_parser("simulator", help="serve the portal simulator (--help for its options)")
 
     sub.add_parser("settings", help="every setting with its default").set_defaults(func=cmd_settings)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    if raw[:1] == ["simulator"]:
+        # The simulator owns its options; argparse would not pass them through.
+        from core.tarana import simulator
+
+        return simulator.main(raw[1:])
+    args = build_parser().parse_args(raw)
     if args.command == "schedules" and args.action in {"pause", "resume", "set", "run"} and not args.job:
         print("schedules pause|resume|set|run needs a schedule id", file=sys.stderr)
         return 2

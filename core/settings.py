@@ -181,7 +181,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("tarana_base_url", "", _url(), "Portal base URL; empty starts the built-in simulator."),
     Spec("tarana_username", "", _text(), "Portal user name.", secret_key="tarana_username"),
     Spec("tarana_password", "", _secret(), "Portal password.", secret_key="tarana_password"),
-    Spec("tarana_operator_id", "", _text(), "Operator id; empty means the login's operator."),
+    Spec("tarana_operator_id", "", _text(), "Operator id (required with a real portal)."),
     Spec("tarana_concurrency", "8", _int_in(1, 64), "Device-list pages fetched at once."),
     Spec("tarana_timeout_s", "30", _float_in(0.1, 600), "Timeout of one portal request."),
     Spec("tarana_retries", "6", _int_in(0, 50), "Retries of one portal request (transient)."),
@@ -301,6 +301,12 @@ def load_settings(
             PREFIX + "TARANA_USERNAME",
             "STATIONSYNC_TARANA_USERNAME and STATIONSYNC_TARANA_PASSWORD are required "
             "when STATIONSYNC_TARANA_BASE_URL is set",
+        )
+    if settings.tarana_base_url and not settings.tarana_operator_id:
+        raise SettingsError(
+            PREFIX + "TARANA_OPERATOR_ID",
+            "the operator id is required when STATIONSYNC_TARANA_BASE_URL is set "
+            "(the portal cannot tell it from a login)",
         )
     return settings
 

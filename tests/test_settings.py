@@ -68,11 +68,24 @@ def test_secrets_file_supplies_the_password_and_never_shows_it(tmp_path: Path) -
         '[stationsync]\ntarana_username = "ops@example.com"\ntarana_password = "s3cr3t-Pa55"\n'
     )
     s = load_settings(
-        {"STATIONSYNC_TARANA_BASE_URL": "https://portal.example"}, secrets_file=secrets
+        {"STATIONSYNC_TARANA_BASE_URL": "https://portal.example", "STATIONSYNC_TARANA_OPERATOR_ID": "4107"},
+        secrets_file=secrets,
     )
     assert s.tarana_password.reveal() == "s3cr3t-Pa55"
     assert "s3cr3t" not in repr(s) and "s3cr3t" not in str(s.tarana_password)
     assert s.tarana_username == "ops@example.com"
+
+
+def test_a_real_portal_needs_an_operator_id(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="STATIONSYNC_TARANA_OPERATOR_ID"):
+        load_settings(
+            {
+                "STATIONSYNC_TARANA_BASE_URL": "https://portal.example",
+                "STATIONSYNC_TARANA_USERNAME": "ops",
+                "STATIONSYNC_TARANA_PASSWORD": "pw",
+            },
+            secrets_file=tmp_path / "none.toml",
+        )
 
 
 def test_a_bad_database_password_is_not_echoed(tmp_path: Path) -> None:

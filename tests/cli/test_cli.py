@@ -88,3 +88,19 @@ def test_sync_then_inspect_runs_and_events(tmp_path: Path) -> None:
     assert out.returncode == 0 and "0 1 * * 1" in out.stdout
     out = cli(tmp_path, "schedules", "set", "tarana-sync:cron:0", "0 25 * * *")
     assert out.returncode == 2 and "not valid" in out.stderr
+
+
+def test_simulator_command_takes_its_own_options(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "simulator", "--stations", "5", "--port", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "5 BNs" in first
+        url = proc.stdout.readline()
+        assert "http://127.0.0.1:" in url
+    finally:
+        proc.terminate()
+        proc.wait(10)
