@@ -223,7 +223,7 @@ def query_stations(db: Database, flt: StationFilter = StationFilter()) -> pd.Dat
     """
     t = base_stations
     cols = [_effective_last_seen() if c == "last_seen" else t.c[c] for c in STATION_COLUMNS]
-    q = sa.select(*cols).order_by(t.c.market, t.c.site_name, t.c.serial_number)
+    q = sa.select(*cols).order_by(t.c.id)
     if flt.search:
         pattern = "%" + escape_like(flt.search.lower()) + "%"
         q = q.where(
@@ -241,21 +241,34 @@ def query_stations(db: Database, flt: StationFilter = StationFilter()) -> pd.Dat
     if flt.min_connections > 0:
         q = q.where(t.c.active_connections >= flt.min_connections)
     with db.read() as conn:
-        result = conn.execute(q)
-        frame = pd.DataFrame.from_records(list(result), columns=list(STATION_COLUMNS))
-    for c in (
-        "lat",
-        "lng",
-        "height_m",
-        "azimuth_deg",
-        "first_seen",
-        "last_seen",
-        "last_changed",
-        "missing_since",
-    ):
-        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
-    frame["active_connections"] = frame["active_connections"].astype("int64")
+        # Plain tuples straight from the driver, built into columns: at 100,000
+        # rows, SQLAlchemy rows handed to pandas cost more than the query itself.
+        raw = conn.execute(q).cursor.fetchall()
+    columns = list(zip(*raw, strict=True)) if raw else [()] * len(STATION_COLUMNS)
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=_DTYPES.get(name))
+            for name, values in zip(STATION_COLUMNS, columns, strict=True)
+        }
+    )
     return frame
+
+
+_FLOATS = (
+    "lat",
+    "lng",
+    "height_m",
+    "azimuth_deg",
+    "first_seen",
+    "last_seen",
+    "last_changed",
+    "missing_since",
+)
+_DTYPES: dict[str, str] = {
+    **dict.fromkeys(_FLOATS, "float64"),
+    "id": "int64",
+    "active_connections": "int64",
+}
 
 
 def station_summary(db: Database) -> dict[str, Any]:
