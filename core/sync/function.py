@@ -280,6 +280,7 @@ class SyncRun:
         result = fetching.count_connections(rn_chunks, owners, lookup, self.progress)
         valid = {row[0] for chunk in bn_chunks for row in chunk["rows"]}
         result["connections"] = {k: v for k, v in result["connections"].items() if k in valid}
+        self.progress(1, 1, f"linked {result['connected_rns']:,} connected RNs to base stations")
         if result["unattributed"]:
             result["warning"] = (
                 f"{result['unattributed']:,} connected RNs could not be linked to a base station"
