@@ -90,3 +90,20 @@ def test_cancel_sync_before_it_starts_still_leaves_a_log(db: Database, make_sim:
     assert log.triggered_by == "tester@example.com"
     # and the next request starts at once
     assert h.request().started
+
+
+def test_a_scheduled_sync_is_labelled_cron_and_keys_its_log_by_run(
+    db: Database, make_sim: MakeSim
+) -> None:
+    from core.engine.function import cron_event
+
+    h = SyncHarness(db, make_sim(30))
+    sent = h.engine.send(
+        cron_event("tarana-sync"), {"job_id": "tarana-sync:cron:0"}, sent_by="scheduler"
+    )
+    (run_id,) = sent.started
+    h.drain()
+    log = synclogs.sync_log_for_run(db, run_id)
+    assert log is not None and log.id == run_id and log.run_id == run_id
+    assert log.trigger_type == "cron" and log.triggered_by == "scheduler"
+    assert not log.dry_run and not log.delete_stale and log.status.finished

@@ -131,3 +131,22 @@ def test_a_list_that_changes_while_paged_never_deletes(db: Database, make_sim: M
     assert not log.fetch_complete and log.deleted == 0 and log.missing == 0
     assert any("changed or ended early" in e for e in log.errors)
     assert stations.count_stations(db) >= total
+
+
+def test_a_request_without_a_sync_id_can_still_be_confirmed(
+    db: Database, make_sim: MakeSim
+) -> None:
+    """Events from elsewhere may carry no sync_id: the sync then goes by its run id."""
+    from core.sync.events import SYNC_REQUESTED
+
+    sim = make_sim(40)
+    h = SyncHarness(db, sim, SETTINGS, clock=FakeClock())
+    h.sync()
+    sim.set_faults(Faults(outage=True))
+    (run_id,) = h.engine.send(SYNC_REQUESTED, {"delete_stale": True}, sent_by="api").started
+    h.drain()
+    log = synclogs.sync_log_for_run(db, run_id)
+    assert log is not None and log.id == run_id and log.needs_confirmation
+    assert commands.confirm_delete(h.engine, run_id, "ops@example.com")
+    h.drain()
+    assert stations.count_stations(db) == 0
