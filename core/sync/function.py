@@ -367,7 +367,12 @@ class SyncRun:
             if confirmed:
                 deleted = int(self.step("delete-stale", self._delete, stale)["deleted"])
                 return deleted, 0
-        if newly and int(checked["fetched"]) > 0:
+        if newly and int(checked["fetched"]) == 0:
+            self.warnings.append(
+                f"the portal listed no valid base station while {len(stale):,} are stored; "
+                "none was marked missing"
+            )
+        elif newly:
             marked = self.step("mark-missing", self._mark_missing, newly, observed_at)
             return 0, int(marked["marked"])
         return 0, 0

@@ -71,8 +71,9 @@ def test_no_answer_within_the_timeout_deletes_nothing(db: Database, make_sim: Ma
     assert log.deleted == 0 and not log.needs_confirmation
     assert any("nothing was deleted" in e and "no confirmation" in e for e in log.errors)
     assert stations.count_stations(db) == count
-    # an empty fetch marks nothing missing either
+    # an empty fetch marks nothing missing either, and says so
     assert stations.station_summary(db)["missing"] == 0
+    assert any("listed no valid base station" in e for e in log.errors)
 
 
 def test_a_declined_delete_deletes_nothing(db: Database, make_sim: MakeSim) -> None:
