@@ -7,10 +7,12 @@ are decoded on demand so that listing runs never parses outputs it does not show
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 
 class RunStatus(StrEnum):
@@ -57,12 +59,49 @@ class StepKind(StrEnum):
     SEND = "send"
 
 
+_R = TypeVar("_R", bound="Record")
+
+
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def column(name: str, convert: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """Field metadata: read this field from a column of another name, optionally converted."""
+    return {"column": name, "convert": convert}
+
+
+@functools.cache
+def _plan(cls: Any) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:
+    """For each field: its column and how to convert the stored value (enums, booleans)."""
+    hints = get_type_hints(cls)
+    plan = []
+    for f in fields(cls):
+        convert = f.metadata.get("convert")
+        kind = hints[f.name]
+        if convert is None and isinstance(kind, type) and issubclass(kind, StrEnum | bool):
+            convert = kind
+        plan.append((f.name, f.metadata.get("column", f.name), convert))
+    return tuple(plan)
+
+
+class Record:
+    """Builds a frozen dataclass straight from a result row, by field name."""
+
+    @classmethod
+    def from_row(cls: type[_R], row: Any) -> _R:
+        m = row._mapping
+        values = {}
+        plan: Any = _plan  # cached per class; classes are hashable, whatever mypy infers
+        for name, col, convert in plan(cls):
+            if col in m:
+                value = m[col]
+                values[name] = convert(value) if convert and value is not None else value
+        return cls(**values)
+
+
 @dataclass(frozen=True)
-class RunRecord:
+class RunRecord(Record):
     id: str
     function_id: str
     trigger: Trigger
@@ -81,12 +120,12 @@ class RunRecord:
     created_at: float
     started_at: float | None
     ended_at: float | None
-    output_json: str | None
+    output_json: str | None = field(metadata=column("output"))
     error: str | None
-    cancel_keys_json: str | None = None
+    cancel_keys_json: str | None = field(default=None, metadata=column("cancel_keys"))
     wait_step: str | None = None
     wait_event: str | None = None
-    wait_match_json: str | None = None
+    wait_match_json: str | None = field(default=None, metadata=column("wait_match"))
 
     @property
     def output(self) -> Any:
@@ -103,48 +142,19 @@ class RunRecord:
             return None
         return self.ended_at - self.started_at
 
-    @classmethod
-    def from_row(cls, row: Any) -> RunRecord:
-        m = row._mapping
-        return cls(
-            id=m["id"],
-            function_id=m["function_id"],
-            trigger=Trigger(m["trigger"]),
-            event_id=m["event_id"],
-            triggered_by=m["triggered_by"],
-            status=RunStatus(m["status"]),
-            attempt=m["attempt"],
-            lease_owner=m["lease_owner"],
-            lease_expires_at=m["lease_expires_at"],
-            wake_at=m["wake_at"],
-            deadline_at=m["deadline_at"],
-            crash_count=m["crash_count"],
-            cancel_requested=bool(m["cancel_requested"]),
-            cancelled_by=m["cancelled_by"],
-            parent_run_id=m["parent_run_id"],
-            created_at=m["created_at"],
-            started_at=m["started_at"],
-            ended_at=m["ended_at"],
-            output_json=m["output"],
-            error=m["error"],
-            cancel_keys_json=m["cancel_keys"],
-            wait_step=m["wait_step"],
-            wait_event=m["wait_event"],
-            wait_match_json=m["wait_match"],
-        )
 
 
 @dataclass(frozen=True)
-class StepRecord:
+class StepRecord(Record):
     run_id: str
     name: str
     seq: int
     kind: StepKind
     status: StepStatus
     attempts: int
-    result_json: str | None
+    result_json: str | None = field(metadata=column("result"))
     error: str | None
-    errors_json: str | None
+    errors_json: str | None = field(metadata=column("errors"))
     started_at: float | None
     ended_at: float | None
     wake_at: float | None
@@ -167,38 +177,18 @@ class StepRecord:
             return None
         return self.ended_at - self.started_at
 
-    @classmethod
-    def from_row(cls, row: Any) -> StepRecord:
-        m = row._mapping
-        return cls(
-            run_id=m["run_id"],
-            name=m["name"],
-            seq=m["seq"],
-            kind=StepKind(m["kind"]),
-            status=StepStatus(m["status"]),
-            attempts=m["attempts"],
-            result_json=m["result"],
-            error=m["error"],
-            errors_json=m["errors"],
-            started_at=m["started_at"],
-            ended_at=m["ended_at"],
-            wake_at=m["wake_at"],
-            progress_current=m["progress_current"],
-            progress_total=m["progress_total"],
-            progress_message=m["progress_message"],
-        )
 
 
 @dataclass(frozen=True)
-class EventRecord:
+class EventRecord(Record):
     id: str
     name: str
-    data_json: str
+    data_json: str = field(metadata=column("data"))
     idempotency_key: str | None
     sent_by: str
     source_run_id: str | None
     created_at: float
-    outcome_json: str | None
+    outcome_json: str | None = field(metadata=column("outcome"))
 
     @property
     def data(self) -> Any:
@@ -211,16 +201,3 @@ class EventRecord:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name, "data": self.data, "ts": self.created_at}
 
-    @classmethod
-    def from_row(cls, row: Any) -> EventRecord:
-        m = row._mapping
-        return cls(
-            id=m["id"],
-            name=m["name"],
-            data_json=m["data"],
-            idempotency_key=m["idempotency_key"],
-            sent_by=m["sent_by"],
-            source_run_id=m["source_run_id"],
-            created_at=m["created_at"],
-            outcome_json=m["outcome"],
-        )
