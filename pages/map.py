@@ -41,31 +41,56 @@ def view_for(points: pd.DataFrame) -> pdk.ViewState:
     return pdk.ViewState(latitude=float((lat_lo + lat_hi) / 2), longitude=float((lng_lo + lng_hi) / 2), zoom=zoom)
 
 
+# Offline stations are drawn last and a little smaller: on top, so none hides under a
+# crowd of online ones, yet not so large that a few cover a whole city at country scale.
+_DOT = {"online": (1.6, 190), "offline": (0.7, 235), "unknown": (0.7, 200)}
+
+
+def market_labels(summary: pd.DataFrame) -> pd.DataFrame:
+    """One label per market at its median position; tiny markets (test regions) unlabelled,
+    and a label goes below its dot when another market sits just north of it."""
+    labels = (
+        summary.assign(mk=summary["m"])
+        .groupby("mk", as_index=False)
+        .agg(lat=("lat", "median"), lng=("lng", "median"), count=("status", "size"))
+    )
+    big = labels["count"] >= max(1, 0.005 * len(summary))
+    labels = labels[big & (labels["mk"].str.len() > 0)].reset_index(drop=True)
+    offsets = []
+    for _, row in labels.iterrows():
+        near_north = (
+            (labels["lat"] > row["lat"])
+            & ((labels["lat"] - row["lat"]).abs() < 1.5)
+            & ((labels["lng"] - row["lng"]).abs() < 2.5)
+        )
+        offsets.append([0, 16] if bool(near_north.any()) else [0, -16])
+    return labels.assign(offset=offsets)
+
+
 def layers(points: Points, key: tuple[Any, ...], focus: pd.Series | None) -> list[pdk.Layer]:
     out = []
     for status, color in _ui.STATION_COLORS.items():
         if status not in points.bodies:
             continue
+        min_px, alpha = _DOT[status]
         out.append(
             pdk.Layer(
                 "ScatterplotLayer",
                 data=points.url(status, key),  # fetched by the browser from our own route
                 id=f"stations-{status}",
                 get_position="[lng, lat]",
-                get_fill_color=_ui.rgb(color, 200),
-                get_radius="150 + c * 40",
-                radius_min_pixels=2.5,
-                radius_max_pixels=18,
+                get_fill_color=_ui.rgb(color, alpha),
+                # Metres: specks at country scale (where thousands overlap), real sizes
+                # by connections once zoomed in to a city.
+                get_radius="60 + c * 30",
+                radius_min_pixels=min_px,
+                radius_max_pixels=16,
                 pickable=True,
                 auto_highlight=True,
             )
         )
-    labels = (
-        points.summary.assign(mk=points.summary["m"])
-        .groupby("mk", as_index=False)
-        .agg(lat=("lat", "median"), lng=("lng", "median"), count=("status", "size"))
-    )
-    if len(labels) <= 40:
+    labels = market_labels(points.summary)
+    if 0 < len(labels) <= 40:
         out.append(
             pdk.Layer(
                 "TextLayer",
@@ -73,9 +98,10 @@ def layers(points: Points, key: tuple[Any, ...], focus: pd.Series | None) -> lis
                 id="market-labels",
                 get_position="[lng, lat]",
                 get_text="mk",
-                get_size=14,
-                get_color=[27, 36, 48, 220],
-                get_pixel_offset=[0, -18],
+                get_size=13,
+                get_color=[27, 36, 48, 230],
+                get_pixel_offset="offset",
+                font_family=pdk.types.String("Arial, Helvetica, sans-serif"),  # text, not an expression
                 font_weight=600,
                 outline_width=3,
                 outline_color=[255, 255, 255, 255],

@@ -151,11 +151,10 @@ def deck_pixels(page: Any, path: Path | None = None) -> int:
     """Non-background pixels in a screenshot of the pydeck chart."""
     from io import BytesIO
 
+    import numpy as np
     from PIL import Image
 
     shot = page.locator('[data-testid="stDeckGlJsonChart"]').first.screenshot(path=str(path) if path else None)
-    img = Image.open(BytesIO(shot)).convert("RGB")
-    bg = img.getpixel((2, 2))
-    return sum(
-        1 for px in img.getdata() if sum(abs(a - b) for a, b in zip(px, bg, strict=True)) > 60
-    )
+    img = np.asarray(Image.open(BytesIO(shot)).convert("RGB"), dtype=np.int16)
+    background = img[2, 2]
+    return int((np.abs(img - background).sum(axis=2) > 60).sum())
