@@ -319,9 +319,9 @@ def duration(seconds: float | None) -> str:
         return f"{seconds:.1f} s"
     m, s = divmod(int(round(seconds)), 60)
     if m < 60:
-        return f"{m} min {s} s"
+        return f"{m}m {s:02d}s"
     h, m = divmod(m, 60)
-    return f"{h} h {m} min"
+    return f"{h}h {m:02d}m"
 
 
 def short_id(run_id: str | None) -> str:

@@ -223,8 +223,26 @@ def step_frame(detail: RunDetail, now: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def phases(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbered steps of one kind (fetch-bn-0000, fetch-bn-0001, ...) folded into one bar each,
+    so a 100,000-station run's timeline stays readable."""
+    kind = frame["step"].str.replace(r"-\d+$", "", regex=True)
+    worst = {"failed": 0, "running": 1, "waiting": 2, "completed": 3}
+    rows = []
+    for name, part in frame.groupby(kind, sort=False):
+        status = min(part["status"], key=lambda x: worst.get(x, 9))
+        n = len(part)
+        rows.append({
+            "seq": int(part["seq"].min()), "step": f"{name} ×{n}" if n > 1 else str(part["step"].iloc[0]),
+            "status": status, "attempts": int(part["attempts"].sum()), "start": part["start"].min(),
+            "end": part["end"].max(), "duration": _ui.duration(float(part["end"].max() - part["start"].min())),
+            "progress": str(part["progress"].iloc[-1]), "error": "; ".join(e for e in part["error"] if e)[:300],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def gantt(frame: pd.DataFrame, tz: str) -> None:
-    data = frame.copy()
+    data = frame.copy() if len(frame) <= 30 else phases(frame)
     for col in ("start", "end"):
         data[col] = pd.to_datetime(data[col], unit="s", utc=True).dt.tz_convert(tz).dt.tz_localize(None)
     order = list(data.sort_values("seq")["step"])
@@ -447,21 +465,25 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
         extra.append("delete stale")
     if run.parent_run_id:
         extra.append(f"resumes run {_ui.short_id(run.parent_run_id)}")
+    started_at = run.started_at or run.created_at
     st.caption(
-        f"{trigger} by **{run.triggered_by or '—'}** · attempt {run.attempt}"
+        f"{trigger} by **{run.triggered_by or '—'}** · started {_ui.ago(started_at)} · attempt {run.attempt}"
         + (f" · {', '.join(extra)}" if extra else ""),
         help=f"Run id `{run.id}`" + (f", sync id `{log.id}`" if log else ""),
     )
     m = st.columns(6)
     started = run.started_at or run.created_at
-    m[0].metric("Started", _ui.ago(started), help=f"{_ui.exact(started, tz)} ({_ui.exact_utc(started)})", border=True)
-    m[1].metric("Duration", _ui.duration(run.duration_s) if run.duration_s is not None else
-                _ui.duration(time.time() - started), border=True)  # fmt: skip
+    m[0].metric("Duration", _ui.duration(run.duration_s) if run.duration_s is not None else
+                _ui.duration(time.time() - started), border=True,
+                help=f"Started {_ui.exact(started, tz)} ({_ui.exact_utc(started)})")  # fmt: skip
     if log is not None:
-        m[2].metric("Fetched", f"{log.stations_fetched:,}", border=True)
-        m[3].metric("New / updated", f"{log.inserted:,} / {log.updated:,}", border=True)
-        m[4].metric("Deleted / missing", f"{log.deleted:,} / {log.missing:,}", border=True)
-        m[5].metric("Skipped", f"{log.skipped:,}", help=f"{log.retries:,} portal retries", border=True)
+        m[1].metric("Fetched", f"{log.stations_fetched:,}", border=True,
+                    help=f"{log.pages:,} pages, {log.retries:,} portal retries")  # fmt: skip
+        m[2].metric("New", f"{log.inserted:,}", border=True)
+        m[3].metric("Updated", f"{log.updated:,}", border=True, help=f"{log.unchanged:,} unchanged")
+        m[4].metric("Deleted", f"{log.deleted:,}", border=True,
+                    help=f"{log.missing:,} marked missing (no longer listed by the portal)")  # fmt: skip
+        m[5].metric("Skipped", f"{log.skipped:,}", border=True, help="Records the portal sent that could not be trusted")
     actions(rt, run, log)
     if run.error:
         st.error(f"**{badge(str(run.status))}:** {run.error}", icon=":material/error:")
