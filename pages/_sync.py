@@ -172,12 +172,14 @@ def finished_banner(rt: Runtime, run_id: str) -> None:
             st.rerun()
 
 
-def sync_control(rt: Runtime, button_area: Any) -> None:
+def sync_control(rt: Runtime, button_area: Any) -> str | None:
+    """Draw the button and the live view; returns the id of a finished run whose outcome
+    banner is showing (so the page need not repeat it)."""
     try:
         active = rt.engine.active_run(_ui.SYNC_FUNCTION)
     except StationsyncError as exc:
         _ui.show_error(exc, "check for a running sync")
-        return
+        return None
     active_id = active.id if active else None
     followed = st.session_state.get(FOLLOW)
     if active_id and followed != active_id:
@@ -234,3 +236,5 @@ def sync_control(rt: Runtime, button_area: Any) -> None:
     shown = st.session_state.get(SHOWN)
     if shown and not active_id:
         finished_banner(rt, shown)
+        return str(shown)
+    return None

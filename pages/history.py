@@ -73,18 +73,33 @@ def logs_for(runs: list[RunRecord], logs: list[SyncLog]) -> dict[str, SyncLog]:
 # --- charts -----------------------------------------------------------------
 
 
-def charts(rt: Runtime) -> None:
+def run_frame(runs: list[RunRecord], logs: dict[str, SyncLog], tz: str) -> pd.DataFrame:
+    """Finished runs for the duration chart: the run's own clock is the truth."""
+    rows = [
+        {
+            "when": pd.Timestamp(r.started_at or r.created_at, unit="s", tz="UTC").tz_convert(tz).tz_localize(None),
+            "duration_s": r.duration_s,
+            "status": _ui.run_label(status_of(r, logs.get(r.id))),
+            "trigger_type": _ui.TRIGGER_LABELS.get(str(r.trigger), str(r.trigger)),
+            "fetched": logs[r.id].stations_fetched if r.id in logs else None,
+        }
+        for r in runs
+        if r.duration_s is not None
+    ]
+    return pd.DataFrame(rows, columns=["when", "duration_s", "status", "trigger_type", "fetched"])
+
+
+def charts(rt: Runtime, runs: list[RunRecord], logs: dict[str, SyncLog]) -> None:
     frame = _ui.attempt("read the sync history", lambda: synclogs.sync_history_frame(rt.db))
-    if frame is None or frame.empty:
+    if frame is None:
         return
     tz = rt.settings.timezone
     frame = frame.copy()
     frame["when"] = frame["started_at"].dt.tz_convert(tz).dt.tz_localize(None)
-    frame["status"] = frame["status"].astype(str).map(_ui.run_label)
     left, right = st.columns(2, gap="large")
     with left:
         st.markdown("**Sync duration**")
-        done = frame[frame["duration_s"].notna()]
+        done = run_frame(runs, logs, tz)
         if done.empty:
             st.caption("No finished sync yet.")
         else:
@@ -376,9 +391,9 @@ def diff_section(rt: Runtime, log: SyncLog | None) -> None:
 def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
     can_act = _ui.may_act(rt)
     needs_confirm = log is not None and str(log.status) == "needs_confirmation" and run.status.active
-    cols = st.columns([1, 1, 3])
+    row = st.container(horizontal=True)
     if run.status.active:
-        cols[0].button(
+        row.button(
             "Cancel sync",
             key=f"cancel_{run.id}",
             icon=":material/stop_circle:",
@@ -400,7 +415,7 @@ def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
                 return f"Retrying from where run `{_ui.short_id(run.id)}` stopped: new run `{_ui.short_id(new_id)}`."
             return getattr(result, "message", None) or "A sync is already running; not retrying now."
 
-        cols[1].button(
+        row.button(
             "Retry",
             key=f"retry_{run.id}",
             icon=":material/replay:",
@@ -486,7 +501,7 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
         m[5].metric("Skipped", f"{log.skipped:,}", border=True, help="Records the portal sent that could not be trusted")
     actions(rt, run, log)
     if run.error:
-        st.error(f"**{badge(str(run.status))}:** {run.error}", icon=":material/error:")
+        st.error(f"**{_ui.run_label(str(run.status))}:** {run.error}", icon=":material/error:")
     if log is not None and log.errors:
         with st.expander(f"Sync errors and warnings ({len(log.errors)})", expanded=str(run.status) != "completed"):
             for e in log.errors:
@@ -517,9 +532,9 @@ def main() -> None:
         st.info("**No sync has run yet.** Start one with **Sync Now** on the Base stations page.",
                 icon=":material/inbox:")  # fmt: skip
         return
-    charts(rt)
     logs = _ui.attempt("read the sync logs", lambda: synclogs.list_sync_logs(rt.db, limit=500)) or []
     by_run = logs_for(runs, logs)
+    charts(rt, runs, by_run)
     st.markdown("#### Runs")
     picked = runs_table(rt, runs, by_run)
     wanted = picked or st.query_params.get("run") or runs[0].id

@@ -46,7 +46,9 @@ def kpis(rt: Runtime) -> dict[str, Any] | None:
     return summary
 
 
-def last_sync_line(rt: Runtime) -> None:
+def last_sync_line(rt: Runtime, skip_run: str | None = None) -> None:
+    """"Last sync: 5 minutes ago (3 new, 120 updated)", unless the banner above already
+    tells how that very run ended (``skip_run``)."""
     logs = _ui.attempt("read the last sync", lambda: synclogs.list_sync_logs(rt.db, limit=30))
     if logs is None:
         return
@@ -56,6 +58,8 @@ def last_sync_line(rt: Runtime) -> None:
         st.caption(":material/sync: No sync has finished yet. Press **Sync Now** to fetch the stations.")
         return
     last = done[0]
+    if skip_run is not None and last.run_id == skip_run:
+        return
     when = last.completed_at or last.started_at
     counts = f"{last.inserted:,} new, {last.updated:,} updated"
     if last.deleted:
@@ -154,8 +158,8 @@ def main() -> None:
     with title:
         _ui.page_header("Base stations")
     _ui.show_flash()
-    _sync.sync_control(rt, button_area=button)
-    last_sync_line(rt)
+    shown = _sync.sync_control(rt, button_area=button)
+    last_sync_line(rt, skip_run=shown)
     summary = kpis(rt)
     if summary is None:
         return

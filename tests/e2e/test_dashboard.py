@@ -86,6 +86,7 @@ def test_sync_now_shows_each_step_and_fills_the_table(synced_app: AppServer, bro
         stored = len(query_stations(db_of(synced_app)))
         assert shown == total == stored > 0
         assert page.get_by_role("button", name="Sync Now").is_enabled()
+        page.get_by_role("button", name="Dismiss").click()
         page.get_by_text(re.compile(r"Last sync: (just now|1 minute ago)")).wait_for()
     finally:
         stale.close()
@@ -123,9 +124,20 @@ def test_map_draws_points_and_focuses_a_station(synced_app: AppServer, page: Any
     assert wait_pixels(page) > 1000
     page.get_by_text("Online").first.wait_for()
 
-    serial = str(query_stations(db_of(synced_app)).dropna(subset=["lat"])["serial_number"].iloc[0])
-    page.goto(f"{synced_app.url}/map?station={serial}")
+    # From the table: select a row, follow its link, land on the map focused on that station.
+    page.goto(synced_app.url + "/")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    grid.wait_for()
+    page.wait_for_timeout(500)
+    box = grid.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 17)  # the first row's selection box
+    link = page.get_by_role("link", name=re.compile(r"^Show .+ on the map$"))
+    link.wait_for()
+    serial = re.search(r"\((\w+)\) on the map", link.inner_text()).group(1)  # type: ignore[union-attr]
+    link.click()
     page.get_by_text(f"serial {serial}").first.wait_for()
+    assert "station=" + serial in page.url
     assert wait_pixels(page, minimum=50) >= 50
 
 
