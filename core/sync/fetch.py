@@ -19,7 +19,7 @@ from typing import Any
 
 from core.clock import Clock
 from core.errors import TaranaAuthError, TaranaRejectedError
-from core.sync.validate import Invalid, check_bn, rn_link, sector_of, serial_of
+from core.sync.validate import Invalid, check_bn, clean_serial, rn_link, sector_of, serial_of
 from core.tarana.client import PAGE_SIZE, TaranaClient
 
 Progress = Callable[[int, int, str], None]
@@ -55,6 +55,10 @@ def fetch_chunk(
     """Fetch up to ``pages`` pages of BNs or RNs from ``offset``; the compact result."""
     first_page = offset // PAGE_SIZE
     label = "BNs" if kind == "BN" else "RNs"
+    # The list's length when the pass begins: the client reports only the last
+    # page's, and a list that shrank while it was paged has skipped stations
+    # without any other sign.
+    total_at_start = client.device_page(0, kind).total_count if offset == 0 else None
 
     def on_page(done: int, estimate: int) -> None:
         # the list's length is known from the previous chunk; in the first, from this one
@@ -69,9 +73,10 @@ def fetch_chunk(
         "offset": offset,
         "items": len(report.items),
         "pages": report.pages,
-        "duplicates": list(report.duplicates),
+        "duplicates": [clean_serial(s) for s in report.duplicates],
         "retries": report.retries,
         "total_count": report.total_count,
+        "total_at_start": total_at_start,
         "next_offset": report.next_offset,
         "complete": report.complete,
         "at": clock.now().timestamp(),
@@ -203,3 +208,23 @@ def lookup_masters(
             return dict(pool.map(one, serials))
 
     return run
+
+
+def still_known(client: TaranaClient, serials: list[str], workers: int) -> dict[str, bool]:
+    """Whether the portal still knows each device (its single-device answer is not 404).
+
+    A refusal other than "not found" counts as known, so that doubt never
+    deletes or hides a station; transient and auth failures fail the step.
+    """
+
+    def one(serial: str) -> tuple[str, bool]:
+        try:
+            client.device(serial)
+        except TaranaRejectedError as exc:
+            if isinstance(exc, TaranaAuthError):
+                raise
+            return serial, exc.status_code != 404
+        return serial, True
+
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="tarana-check") as pool:
+        return dict(pool.map(one, serials))

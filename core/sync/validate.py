@@ -40,6 +40,7 @@ BN_FIELDS: tuple[str, ...] = (
 )
 SERIAL, SECTOR_ID, CONNECTED = 0, BN_FIELDS.index("sector_id"), BN_FIELDS.index("connected")
 MAX_KEY_LEN = 64  # serials and ids are VARCHAR(64): longer ones would fail the write
+MAX_TEXT_LEN = 1000  # no real name is longer; a megabyte of one is an attack or a bug
 
 _DECIMAL = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
 
@@ -60,16 +61,20 @@ def number(value: Any, what: str, *, required: bool) -> float | None:
         return None
     if isinstance(value, bool):
         raise Invalid(f"{what} {value!r} is not a number")
-    if isinstance(value, int | float) or (isinstance(value, str) and _DECIMAL.fullmatch(value)):
-        result = float(value)
-    else:
+    if not (
+        isinstance(value, int | float) or (isinstance(value, str) and _DECIMAL.fullmatch(value))
+    ):
         raise Invalid(f"{what} {_show(value)} is not a number")
+    try:
+        result = float(value)
+    except OverflowError:  # an integer beyond any float: JSON allows it
+        raise Invalid(f"{what} {_show(value)} is not a number a float can hold") from None
     if not math.isfinite(result):
         raise Invalid(f"{what} {_show(value)} is not a finite number")
     return result
 
 
-def text(value: Any, what: str) -> str | None:
+def text(value: Any, what: str, limit: int = MAX_TEXT_LEN) -> str | None:
     """Names and labels as literal text (numbers become their digits), or None."""
     if value is None:
         return None
@@ -77,25 +82,27 @@ def text(value: Any, what: str) -> str | None:
         result = value
     elif isinstance(value, bool):
         result = "true" if value else "false"
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        result = str(value)
+    elif isinstance(value, int | float):
+        try:
+            result = str(value)
+        except ValueError:  # more digits than Python will print
+            raise Invalid(f"{what} is a number too long to be a name") from None
     else:
         raise Invalid(f"{what} is a {type(value).__name__}, not text")
+    if len(result) > limit:
+        raise Invalid(f"{what} is longer than {limit} characters")
     if "\x00" in result:
         raise Invalid(f"{what} contains a NUL character, which the database cannot store")
     try:
         result.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise Invalid(f"{what} is not valid Unicode text") from exc
+    except UnicodeEncodeError:
+        raise Invalid(f"{what} is not valid Unicode text") from None
     return result
 
 
 def key(value: Any, what: str) -> str | None:
     """An id as text, at most ``MAX_KEY_LEN`` characters."""
-    result = text(value, what)
-    if result is not None and len(result) > MAX_KEY_LEN:
-        raise Invalid(f"{what} is longer than {MAX_KEY_LEN} characters")
-    return result
+    return text(value, what, MAX_KEY_LEN)
 
 
 def _show(value: Any) -> str:
@@ -103,10 +110,23 @@ def _show(value: Any) -> str:
     return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
-def serial_of(item: Mapping[str, Any]) -> str | None:
-    """The item's serial as text if it has a usable one (for reporting skipped items)."""
-    serial = item.get("serialNumber")
-    return serial if isinstance(serial, str) and serial.strip() else None
+def clean_serial(value: Any) -> str | None:
+    """A serial as it may name a skipped record: stripped, printable, storable, or None."""
+    if not isinstance(value, str):
+        return None
+    serial = value.strip()
+    if not serial or len(serial) > MAX_KEY_LEN or not serial.isprintable():
+        return None
+    try:
+        serial.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return serial
+
+
+def serial_of(item: Any) -> str | None:
+    """The item's serial if it is usable to report it by (see ``clean_serial``)."""
+    return clean_serial(item.get("serialNumber")) if isinstance(item, Mapping) else None
 
 
 def check_bn(item: Any) -> list[Any]:
@@ -125,8 +145,10 @@ def check_bn(item: Any) -> list[Any]:
     if kind is not None and kind != "BN":
         raise Invalid(f"listed as a BN but its type is {_show(kind)}")
     params = item.get("installParams")
-    if not isinstance(params, Mapping):
+    if params is None:
         raise Invalid("missing coordinates (no installParams)")
+    if not isinstance(params, Mapping):
+        raise Invalid(f"no usable coordinates: installParams is a {type(params).__name__}")
     lat = number(params.get("latitude"), "latitude", required=True)
     lng = number(params.get("longitude"), "longitude", required=True)
     assert lat is not None and lng is not None
@@ -169,8 +191,10 @@ def check_bn(item: Any) -> list[Any]:
     ]
 
 
-def sector_of(item: Mapping[str, Any]) -> str | None:
+def sector_of(item: Any) -> str | None:
     """The item's sector id as text, from ``ancestry.sector`` or ``ancestry.sectorDetails``."""
+    if not isinstance(item, Mapping):
+        return None
     anc = _obj(item.get("ancestry"))
     value = _obj(anc.get("sector")).get("id")
     if value is None:
@@ -180,8 +204,10 @@ def sector_of(item: Mapping[str, Any]) -> str | None:
     return str(value)
 
 
-def rn_link(item: Mapping[str, Any]) -> tuple[str, str] | None:
+def rn_link(item: Any) -> tuple[str, str] | None:
     """("master", BN serial) or ("sector", sector id) for an RN item, or None if neither."""
+    if not isinstance(item, Mapping):
+        return None
     master = item.get("masterSerial")
     if isinstance(master, str) and master.strip():
         return ("master", master.strip())
