@@ -46,6 +46,7 @@ from jobstore.synclogs import SyncStatus
 
 PAGES_PER_STEP = 250  # 2,500 devices per fetch step: a retry re-fetches at most that many
 MAX_CHUNKS = 100_000  # a list that never ends is a portal bug, not a reason to loop forever
+VERIFY_LIMIT = 5_000  # stations missing from the list that are looked up one by one
 DUPLICATE = "duplicate serial number: listed more than once; the first listing was used"
 
 
@@ -158,6 +159,7 @@ class SyncRun:
         self.portal = fetching.Portal(sync.client_factory)
         self.warnings: list[str] = []
         self.pages = 0  # list pages fetched so far (BNs, then RNs)
+        self.delete_candidates = 0
 
     # --- the steps, in order -------------------------------------------------
 
@@ -347,9 +349,15 @@ class SyncRun:
         checked: Mapping[str, Any],
         observed_at: float,
     ) -> tuple[int, int]:
-        """Delete stale stations (guarded) or mark them missing; (deleted, marked missing)."""
+        """Delete stale stations (guarded) or mark them missing; (deleted, marked missing).
+
+        Before acting, each station the list did not show is looked up on its
+        own: a list that changed while it was paged skips stations without any
+        other sign, and the portal still knowing a station proves it is not gone.
+        """
         stale: list[str] = diff["stale"]
         newly: list[str] = diff["newly_missing"]
+        fetched = int(checked["fetched"])
         if self.opts.dry_run:
             return 0, 0
         if not fetch_ok:
@@ -358,24 +366,72 @@ class SyncRun:
                 "was deleted or marked missing"
             )
             return 0, 0
-        deleted = 0
-        if self.opts.delete_stale and stale:
-            reason = self._guard(stale, int(diff["table_rows"]), int(checked["fetched"]))
-            confirmed = True
-            if reason:
-                confirmed = self._confirm(len(stale), reason)
-            if confirmed:
-                deleted = int(self.step("delete-stale", self._delete, stale)["deleted"])
-                return deleted, 0
-        if newly and int(checked["fetched"]) == 0:
+        candidates = stale if self.opts.delete_stale else newly
+        if not candidates:
+            return 0, 0
+        if fetched == 0:
+            # an empty list (an outage?) is not worth a lookup per station: only an
+            # operator may act on it, and only by deleting
+            if self.opts.delete_stale:
+                return self._delete_guarded(stale, int(diff["table_rows"]), fetched), 0
             self.warnings.append(
                 f"the portal listed no valid base station while {len(stale):,} are stored; "
                 "none was marked missing"
             )
-        elif newly:
-            marked = self.step("mark-missing", self._mark_missing, newly, observed_at)
+            return 0, 0
+        if len(candidates) > VERIFY_LIMIT:
+            if self.opts.delete_stale:
+                reason = (
+                    f"{len(candidates):,} stations are missing from the list, more than the "
+                    f"{VERIFY_LIMIT:,} that can be checked one by one"
+                )
+                return self._delete_guarded(stale, int(diff["table_rows"]), fetched, reason), 0
+            self.warnings.append(
+                f"{len(candidates):,} stations are missing from the list, more than the "
+                f"{VERIFY_LIMIT:,} that can be checked one by one: none was marked missing"
+            )
+            return 0, 0
+        verified = self.step("verify-stale", self._verify, candidates)
+        gone = set(verified["gone"])
+        if verified["listed"]:
+            self.warnings.append(
+                f"{len(verified['listed']):,} stations missing from the list are still known to "
+                "the portal (the list changed while it was read); they were left as they are"
+            )
+        if self.opts.delete_stale:
+            confirmed_gone = [s for s in stale if s in gone]
+            if confirmed_gone:
+                return self._delete_guarded(confirmed_gone, int(diff["table_rows"]), fetched), 0
+            return 0, 0
+        to_mark = [s for s in newly if s in gone]
+        if to_mark:
+            marked = self.step("mark-missing", self._mark_missing, to_mark, observed_at)
             return 0, int(marked["marked"])
         return 0, 0
+
+    def _delete_guarded(
+        self, stale: list[str], table_rows: int, fetched: int, reason: str = ""
+    ) -> int:
+        self.delete_candidates = len(stale)
+        reason = reason or self._guard(stale, table_rows, fetched)
+        if reason and not self._confirm(len(stale), reason):
+            return 0
+        return int(self.step("delete-stale", self._delete, stale)["deleted"])
+
+    def _verify(self, serials: Sequence[str]) -> dict[str, Any]:
+        self.progress(0, len(serials), f"checking {len(serials):,} stations missing from the list")
+        client = self.portal.get()
+        before = client.retries
+        try:
+            known = fetching.still_known(client, list(serials), self.s.settings.tarana_concurrency)
+        finally:
+            synclogs.add_to_log(self.db, self.sync_id, retries=client.retries - before)
+        listed = [s for s in serials if known.get(s)]
+        gone = [s for s in serials if not known.get(s)]
+        self.progress(
+            len(serials), len(serials), f"{len(gone):,} gone, {len(listed):,} still known"
+        )
+        return {"gone": gone, "listed": listed}
 
     def _guard(self, stale: Sequence[str], table_rows: int, fetched: int) -> str:
         share = self.s.settings.delete_guard_share
@@ -461,7 +517,7 @@ class SyncRun:
             "unchanged": int(diff["unchanged"]),
             "skipped": skipped,
             "duplicates": int(checked["duplicates"]),
-            "delete_candidates": len(diff["stale"]) if self.opts.delete_stale else 0,
+            "delete_candidates": self.delete_candidates,
             "online": int(checked["online"]),
             "offline": int(checked["offline"]),
         }
@@ -496,9 +552,16 @@ class SyncRun:
 
     @staticmethod
     def _fetch_whole(bn_chunks: Sequence[Mapping[str, Any]]) -> bool:
-        """True when the BN list was read to its end and its length never changed meanwhile."""
+        """True when the BN list was read to its end and its length never changed meanwhile.
+
+        The length is compared at the start of the pass, at the end of every
+        chunk, and with the count of items actually received.
+        """
         last = bn_chunks[-1]
         totals = {int(c["total_count"]) for c in bn_chunks}
+        start = bn_chunks[0].get("total_at_start")
+        if start is not None:
+            totals.add(int(start))
         return bool(last["complete"]) and totals == {int(last["next_offset"])}
 
     @staticmethod

@@ -7,6 +7,8 @@ Time here is a fake clock, so the confirmation timeout passes without waiting.
 
 from __future__ import annotations
 
+import pandas as pd
+
 from core.clock import FakeClock
 from core.engine import RunStatus
 from core.settings import Settings
@@ -71,9 +73,7 @@ def test_no_answer_within_the_timeout_deletes_nothing(db: Database, make_sim: Ma
     assert log.deleted == 0 and not log.needs_confirmation
     assert any("nothing was deleted" in e and "no confirmation" in e for e in log.errors)
     assert stations.count_stations(db) == count
-    # an empty fetch marks nothing missing either, and says so
     assert stations.station_summary(db)["missing"] == 0
-    assert any("listed no valid base station" in e for e in log.errors)
 
 
 def test_a_declined_delete_deletes_nothing(db: Database, make_sim: MakeSim) -> None:
@@ -151,3 +151,48 @@ def test_a_request_without_a_sync_id_can_still_be_confirmed(
     assert commands.confirm_delete(h.engine, run_id, "ops@example.com")
     h.drain()
     assert stations.count_stations(db) == 0
+
+
+def test_an_outage_without_delete_stale_marks_nothing_missing_and_says_so(
+    db: Database, make_sim: MakeSim
+) -> None:
+    sim = make_sim(40)
+    h = SyncHarness(db, sim, SETTINGS)
+    h.sync()
+    sim.set_faults(Faults(outage=True))
+    log = h.sync()
+    assert log.status == SyncStatus.COMPLETED_WITH_WARNINGS and log.missing == 0
+    assert any("listed no valid base station" in e for e in log.errors)
+    assert stations.station_summary(db)["missing"] == 0 and log.seen_at is None
+
+
+def test_stations_the_list_skipped_but_the_portal_knows_are_left_alone(
+    db: Database, make_sim: MakeSim
+) -> None:
+    """A list that changed while it was read can skip stations with the same length;
+    the portal's single-device answers tell them from stations really gone."""
+    sim = make_sim(60)
+    h = SyncHarness(db, sim, SETTINGS)
+    h.sync()
+    stored_before = set(stations.query_stations(db)["serial_number"])
+    hidden = sorted(stored_before)[:3]
+    gone = sim.mutate(remove=2)["removed"]
+    # the list no longer shows three stations the portal still has
+    shown = [d for d in sim._fleet.bns if d.serial not in hidden]
+    listed, sim._fleet.bns = sim._fleet.bns, shown
+    sim._version += 1
+    try:
+        # ... which a lookup by serial still finds (the simulator serves those from its index)
+        sim._index = (sim._version, {d.serial: d for d in listed + sim._fleet.rns})
+        log = h.sync()
+    finally:
+        sim._fleet.bns = listed
+        sim._version += 1
+    rows = stations.query_stations(db).set_index("serial_number")
+    really_gone = [s for s in gone if s in stored_before and s not in hidden]
+    assert log.missing == len(really_gone)
+    for serial in hidden:
+        assert pd.isna(rows.loc[serial, "missing_since"]), serial
+    for serial in really_gone:
+        assert not pd.isna(rows.loc[serial, "missing_since"]), serial
+    assert any("still known to the portal" in e for e in log.errors)
