@@ -49,7 +49,7 @@ def _warm(rt: Any) -> None:
 
     try:
         _ui.warm(rt)
-    except Exception as exc:  # a page will report it properly when someone looks
+    except Exception as exc:  # noqa: BLE001 - a page reports it properly when someone looks
         log.warning("could not pre-load the station table: %s", exc)
 
 
@@ -62,10 +62,19 @@ def dashboard() -> None:
         initial_sidebar_state="expanded",
     )
     pages = [
-        st.Page("pages/stations.py", title="Base stations", icon=":material/cell_tower:", default=True),
+        st.Page(
+            "pages/stations.py", title="Base stations", icon=":material/cell_tower:", default=True
+        ),
         st.Page("pages/map.py", title="Map", icon=":material/map:", url_path="map"),
-        st.Page("pages/history.py", title="Sync history", icon=":material/history:", url_path="history"),
-        st.Page("pages/schedules.py", title="Schedules", icon=":material/schedule:", url_path="schedules"),
+        st.Page(
+            "pages/history.py", title="Sync history", icon=":material/history:", url_path="history"
+        ),
+        st.Page(
+            "pages/schedules.py",
+            title="Schedules",
+            icon=":material/schedule:",
+            url_path="schedules",
+        ),
     ]
     with st.sidebar:
         st.markdown("### :material/cell_tower: Stationsync")

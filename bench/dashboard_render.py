@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.harness import chromium, deck_pixels, running_app, seed_stations  # noqa: E402
+from tests.e2e.harness import chromium, deck_pixels, running_app, seed_stations
 
 TABLE = '[data-testid="stDataFrame"]'
 DECK = '[data-testid="stDeckGlJsonChart"]'
@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         seed_stations(data, args.stations)
         seed_s = time.perf_counter() - started
-        env = {"STATIONSYNC_SIMULATOR_STATIONS": str(args.stations), "STATIONSYNC_SCHEDULER": "false"}
+        env = {
+            "STATIONSYNC_SIMULATOR_STATIONS": str(args.stations),
+            "STATIONSYNC_SCHEDULER": "false",
+        }
         with running_app(data, env) as app:
             result = measure(app.url, args.repeat)
     print(json.dumps({"stations": args.stations, **result, "seed_s": round(seed_s, 1)}))

@@ -43,14 +43,18 @@ def actor(admins: Iterable[str], email: str | None, logged_in: bool) -> str:
     return LOCAL_OPERATOR
 
 
-def denial_reason(admins: Iterable[str], email: str | None, logged_in: bool, action: str) -> str | None:
+def denial_reason(
+    admins: Iterable[str], email: str | None, logged_in: bool, action: str
+) -> str | None:
     """Why this user may not perform ``action``, or None if they may."""
     if can_act(admins, email, logged_in):
         return None
     if not logged_in:
         return f"Sign in as an administrator to {action}."
     shown = _norm(email) or "this account"
-    return f"{shown} is not an administrator, so it cannot {action}. Ask an administrator to add it."
+    return (
+        f"{shown} is not an administrator, so it cannot {action}. Ask an administrator to add it."
+    )
 
 
 def require(admins: Iterable[str], email: str | None, logged_in: bool, action: str) -> str:

@@ -50,7 +50,10 @@ def _start(rt: Runtime) -> Any:
             heading = run_heading(rt.engine.get_run(req.run_id))
         except StationsyncError:
             heading = f"run `{_ui.short_id(req.run_id)}`"
-        _ui.flash("info", f"A sync is already running ({heading}), so no second one was started. Following it.")
+        _ui.flash(
+            "info",
+            f"A sync is already running ({heading}), so no second one was started. Following it.",
+        )
         return None
 
     return _ui.action("start a sync", "start the sync", start)
@@ -98,7 +101,9 @@ def show_steps(detail: RunDetail, keep: int = 4) -> None:
         status = str(step.status)
         if status == "running" and step.progress_total:
             frac = min(1.0, max(0.0, (step.progress_current or 0) / step.progress_total))
-            message = step.progress_message or f"{step.progress_current or 0:,}/{step.progress_total:,}"
+            message = (
+                step.progress_message or f"{step.progress_current or 0:,}/{step.progress_total:,}"
+            )
             st.progress(frac, text=f"`{step.name}` · {message}")
         else:
             st.markdown(step_line(step))
@@ -116,7 +121,9 @@ def live_run(rt: Runtime, run_id: str) -> None:
     waiting = log is not None and str(log.status) == "needs_confirmation"
     with st.container(border=True, key="sync_live"):
         if waiting:
-            st.markdown(f":orange[:material/shield:] **Waiting for confirmation** — {run_heading(run)}")
+            st.markdown(
+                f":orange[:material/shield:] **Waiting for confirmation** — {run_heading(run)}"
+            )
         else:
             st.markdown(f":blue[:material/sync:] **Sync running** — {run_heading(run)}")
         if waiting and log is not None:
@@ -125,8 +132,12 @@ def live_run(rt: Runtime, run_id: str) -> None:
                 "An administrator must confirm it on Sync history.",
                 icon=":material/shield:",
             )
-            st.page_link("pages/history.py", label="Review and confirm", icon=":material/shield:",
-                         query_params={"run": run.id})
+            st.page_link(
+                "pages/history.py",
+                label="Review and confirm",
+                icon=":material/shield:",
+                query_params={"run": run.id},
+            )
         if log is not None and log.stations_fetched:
             st.caption(f"{log.stations_fetched:,} stations fetched so far")
         show_steps(detail)
@@ -166,7 +177,12 @@ def finished_banner(rt: Runtime, run_id: str) -> None:
     with st.container():
         box(text, icon=icon)
         a, b, _ = st.columns([1, 1, 4], vertical_alignment="center")
-        a.page_link("pages/history.py", label="Run details", icon=":material/history:", query_params={"run": run.id})
+        a.page_link(
+            "pages/history.py",
+            label="Run details",
+            icon=":material/history:",
+            query_params={"run": run.id},
+        )
         if b.button("Dismiss", key="sync_dismiss", type="tertiary"):
             st.session_state.pop(SHOWN, None)
             st.rerun()
@@ -182,7 +198,7 @@ def sync_control(rt: Runtime, button_area: Any) -> str | None:
         return None
     active_id = active.id if active else None
     followed = st.session_state.get(FOLLOW)
-    if active_id and followed != active_id:
+    if active is not None and followed != active_id:
         if followed is None:
             st.info(
                 f"A sync is already running ({run_heading(active)}). Following it.",
@@ -199,7 +215,11 @@ def sync_control(rt: Runtime, button_area: Any) -> str | None:
     with button_area:
         c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
         with c2.popover("Options", icon=":material/tune:", width="stretch"):
-            st.checkbox("Dry run", key=OPT_DRY, help="Fetch and compare, write nothing; the diff is kept for review.")
+            st.checkbox(
+                "Dry run",
+                key=OPT_DRY,
+                help="Fetch and compare, write nothing; the diff is kept for review.",
+            )
             st.checkbox(
                 "Delete stale stations",
                 key=OPT_STALE,
@@ -216,7 +236,11 @@ def sync_control(rt: Runtime, button_area: Any) -> str | None:
             on_click=_start(rt),
             help=None if can_act else "Sign in as an administrator to start a sync.",
         )
-        opts = [n for n, k in (("dry run", OPT_DRY), ("delete stale", OPT_STALE)) if st.session_state.get(k)]
+        opts = [
+            n
+            for n, k in (("dry run", OPT_DRY), ("delete stale", OPT_STALE))
+            if st.session_state.get(k)
+        ]
         if opts:
             st.caption("Next sync: " + ", ".join(opts))
 

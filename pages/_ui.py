@@ -136,7 +136,9 @@ def show_error(exc: BaseException, doing: str) -> None:
         st.warning(str(exc), icon=":material/lock:")
         return
     tip = advice(exc)
-    st.error(f"**Could not {doing}.** {exc}" + (f"\n\n{tip}" if tip else ""), icon=":material/error:")
+    st.error(
+        f"**Could not {doing}.** {exc}" + (f"\n\n{tip}" if tip else ""), icon=":material/error:"
+    )
 
 
 @contextmanager
@@ -177,7 +179,7 @@ def current_user() -> tuple[str | None, bool]:
     try:
         logged_in = bool(st.user.get("is_logged_in", False))
         email = st.user.get("email") if logged_in else None
-    except Exception:  # no auth configured, or not in a session
+    except Exception:  # noqa: BLE001 - no auth configured, or not in a session
         return None, False
     return (str(email) if email else None), logged_in
 
@@ -264,7 +266,7 @@ def access_panel(rt: Runtime) -> None:
             if st.button("Sign in", key="_sign_in", icon=":material/login:", type="primary"):
                 try:
                     st.login()
-                except Exception as exc:  # sign-in not configured
+                except Exception as exc:  # noqa: BLE001 - sign-in not configured
                     st.error(
                         "Sign-in is not configured. Add an `[auth]` section (OIDC provider) to "
                         f"`.streamlit/secrets.toml`. ({type(exc).__name__})"
@@ -317,7 +319,7 @@ def duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    m, s = divmod(int(round(seconds)), 60)
+    m, s = divmod(round(seconds), 60)
     if m < 60:
         return f"{m}m {s:02d}s"
     h, m = divmod(m, 60)
@@ -364,15 +366,22 @@ def describe_cron(expression: str) -> str | None:
     if minute.isdigit() and hour == "*":
         return f"Every hour at minute {int(minute)}{days}"
     if minute.isdigit() and hour.isdigit():
-        return f"Every day at {int(hour):02d}:{int(minute):02d}{days}" if not days else (
-            f"At {int(hour):02d}:{int(minute):02d}{days}"
+        return (
+            f"Every day at {int(hour):02d}:{int(minute):02d}{days}"
+            if not days
+            else (f"At {int(hour):02d}:{int(minute):02d}{days}")
         )
     return None
 
 
 # --- stations: filters, cached reads, CSV -------------------------------------
 
-_FILTER_DEFAULTS: dict[str, Any] = {"search": "", "markets": [], "statuses": [], "min_connections": 0}
+_FILTER_DEFAULTS: dict[str, Any] = {
+    "search": "",
+    "markets": [],
+    "statuses": [],
+    "min_connections": 0,
+}
 STATUS_OPTIONS = ["online", "offline"]
 
 
@@ -392,7 +401,9 @@ def station_filters(markets: list[str], page: str) -> Any:
         st.session_state.setdefault(f"flt_{name}", default)
         # Seed this page's widget from the shared choice (widget state is per page).
         st.session_state[f"{page}_{name}"] = st.session_state[f"flt_{name}"]
-    st.session_state[f"{page}_markets"] = [m for m in st.session_state[f"{page}_markets"] if m in markets]
+    st.session_state[f"{page}_markets"] = [
+        m for m in st.session_state[f"{page}_markets"] if m in markets
+    ]
     c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
     c1.text_input(
         "Search",
@@ -402,7 +413,11 @@ def station_filters(markets: list[str], page: str) -> Any:
         icon=":material/search:",
     )
     c2.multiselect(
-        "Market", markets, key=f"{page}_markets", on_change=_keep(page, "markets"), placeholder="All markets"
+        "Market",
+        markets,
+        key=f"{page}_markets",
+        on_change=_keep(page, "markets"),
+        placeholder="All markets",
     )
     c3.multiselect(
         "Status",
@@ -528,8 +543,11 @@ def csv_bytes(frame: Any, tz_name: str) -> bytes:
     for col in ("last_seen", "missing_since"):
         if col in out.columns:
             times = pd.to_datetime(out[col], unit="s", utc=True).dt.tz_convert(tz_name)
-            out[col] = times.dt.strftime("%Y-%m-%dT%H:%M:%S%z").astype(object).where(times.notna(), "")
+            out[col] = (
+                times.dt.strftime("%Y-%m-%dT%H:%M:%S%z").astype(object).where(times.notna(), "")
+            )
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].astype(object).map(spreadsheet_safe)
-    return out.to_csv(index=False).encode("utf-8-sig")
+    text: str = out.to_csv(index=False)
+    return text.encode("utf-8-sig")

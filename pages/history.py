@@ -9,7 +9,6 @@ detail re-reads the database every ``ui_poll_active_s``.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -77,7 +76,9 @@ def run_frame(runs: list[RunRecord], logs: dict[str, SyncLog], tz: str) -> pd.Da
     """Finished runs for the duration chart: the run's own clock is the truth."""
     rows = [
         {
-            "when": pd.Timestamp(r.started_at or r.created_at, unit="s", tz="UTC").tz_convert(tz).tz_localize(None),
+            "when": pd.Timestamp(r.started_at or r.created_at, unit="s", tz="UTC")
+            .tz_convert(tz)
+            .tz_localize(None),
             "duration_s": r.duration_s,
             "status": _ui.run_label(status_of(r, logs.get(r.id))),
             "trigger_type": _ui.TRIGGER_LABELS.get(str(r.trigger), str(r.trigger)),
@@ -109,8 +110,11 @@ def charts(rt: Runtime, runs: list[RunRecord], logs: dict[str, SyncLog]) -> None
                 .encode(
                     x=alt.X("when:T", title=f"Started ({tz})", axis=TIME_AXIS),
                     y=alt.Y("duration_s:Q", title="Duration (s)"),
-                    color=alt.Color("status:N", scale=color_scale(done["status"]),
-                                    legend=alt.Legend(orient="bottom", title=None)),
+                    color=alt.Color(
+                        "status:N",
+                        scale=color_scale(done["status"]),
+                        legend=alt.Legend(orient="bottom", title=None),
+                    ),
                     tooltip=[
                         alt.Tooltip("when:T", title="Started", format="%Y-%m-%d %H:%M:%S"),
                         alt.Tooltip("duration_s:Q", title="Seconds", format=".1f"),
@@ -120,7 +124,11 @@ def charts(rt: Runtime, runs: list[RunRecord], logs: dict[str, SyncLog]) -> None
                     ],
                 )
             )
-            line = alt.Chart(done).mark_line(color="#b8c2d0", strokeWidth=1).encode(x="when:T", y="duration_s:Q")
+            line = (
+                alt.Chart(done)
+                .mark_line(color="#b8c2d0", strokeWidth=1)
+                .encode(x="when:T", y="duration_s:Q")
+            )
             st.altair_chart(line + chart, width="stretch", height=240)
     with right:
         st.markdown("**Stations online and offline**")
@@ -129,7 +137,10 @@ def charts(rt: Runtime, runs: list[RunRecord], logs: dict[str, SyncLog]) -> None
             st.caption("No completed sync with station counts yet.")
         else:
             long = counts.rename(columns={"online": "Online", "offline": "Offline"}).melt(
-                id_vars=["when"], value_vars=["Online", "Offline"], var_name="status", value_name="stations"
+                id_vars=["when"],
+                value_vars=["Online", "Offline"],
+                var_name="status",
+                value_name="stations",
             )
             chart = (
                 alt.Chart(long)
@@ -139,8 +150,10 @@ def charts(rt: Runtime, runs: list[RunRecord], logs: dict[str, SyncLog]) -> None
                     y=alt.Y("stations:Q", stack=True, title="Stations"),
                     color=alt.Color(
                         "status:N",
-                        scale=alt.Scale(domain=["Online", "Offline"],
-                                        range=[_ui.STATION_COLORS["online"], _ui.STATION_COLORS["offline"]]),
+                        scale=alt.Scale(
+                            domain=["Online", "Offline"],
+                            range=[_ui.STATION_COLORS["online"], _ui.STATION_COLORS["offline"]],
+                        ),
                         legend=alt.Legend(orient="bottom", title=None),
                     ),
                     tooltip=[
@@ -230,7 +243,9 @@ def step_frame(detail: RunDetail, now: float) -> pd.DataFrame:
                 "end": max(end, start + 0.05),
                 "duration": _ui.duration(s.duration_s) if s.duration_s is not None else "—",
                 "progress": s.progress_message
-                or (f"{s.progress_current or 0:,}/{s.progress_total:,}" if s.progress_total else ""),
+                or (
+                    f"{s.progress_current or 0:,}/{s.progress_total:,}" if s.progress_total else ""
+                ),
                 "error": s.error or "",
                 "errors": len(s.errors),
             }
@@ -259,19 +274,31 @@ def phases(frame: pd.DataFrame) -> pd.DataFrame:
 def gantt(frame: pd.DataFrame, tz: str) -> None:
     data = frame.copy() if len(frame) <= 30 else phases(frame)
     for col in ("start", "end"):
-        data[col] = pd.to_datetime(data[col], unit="s", utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+        data[col] = (
+            pd.to_datetime(data[col], unit="s", utc=True).dt.tz_convert(tz).dt.tz_localize(None)
+        )
     order = list(data.sort_values("seq")["step"])
     data["label"] = data["status"].map(_ui.run_label)
     chart = (
         alt.Chart(data)
         .mark_bar(cornerRadius=3)
         .encode(
-            x=alt.X("start:T", title=f"Time ({tz})", axis=alt.Axis(format="%H:%M:%S", labelAngle=0)),
+            x=alt.X(
+                "start:T", title=f"Time ({tz})", axis=alt.Axis(format="%H:%M:%S", labelAngle=0)
+            ),
             x2="end:T",
-            y=alt.Y("step:N", sort=order, title=None, axis=alt.Axis(labelLimit=220),
-                    scale=alt.Scale(paddingInner=0.25)),
-            color=alt.Color("label:N", scale=color_scale(data["status"]),
-                            legend=alt.Legend(orient="bottom", title=None)),
+            y=alt.Y(
+                "step:N",
+                sort=order,
+                title=None,
+                axis=alt.Axis(labelLimit=220),
+                scale=alt.Scale(paddingInner=0.25),
+            ),
+            color=alt.Color(
+                "label:N",
+                scale=color_scale(data["status"]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
             tooltip=[
                 alt.Tooltip("step:N", title="Step"),
                 alt.Tooltip("label:N", title="Status"),
@@ -311,7 +338,9 @@ def steps_section(rt: Runtime, detail: RunDetail) -> None:
         if not s.errors:
             continue
         n = len(s.errors)
-        with st.expander(f"`{s.name}`: {n} failed attempt{'s' if n != 1 else ''}", icon=":material/replay:"):
+        with st.expander(
+            f"`{s.name}`: {n} failed attempt{'s' if n != 1 else ''}", icon=":material/replay:"
+        ):
             st.dataframe(
                 pd.DataFrame(
                     [
@@ -390,7 +419,9 @@ def diff_section(rt: Runtime, log: SyncLog | None) -> None:
 
 def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
     can_act = _ui.may_act(rt)
-    needs_confirm = log is not None and str(log.status) == "needs_confirmation" and run.status.active
+    needs_confirm = (
+        log is not None and str(log.status) == "needs_confirmation" and run.status.active
+    )
     row = st.container(horizontal=True)
     if run.status.active:
         row.button(
@@ -401,7 +432,10 @@ def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
             on_click=_ui.action(
                 "cancel a sync",
                 "cancel the sync",
-                lambda by: (commands.cancel_sync(rt.engine, run.id, by), f"Asked run `{_ui.short_id(run.id)}` to stop.")[1],
+                lambda by: (
+                    commands.cancel_sync(rt.engine, run.id, by),
+                    f"Asked run `{_ui.short_id(run.id)}` to stop.",
+                )[1],
             ),
         )
     if str(run.status) in RETRYABLE:
@@ -413,7 +447,9 @@ def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
                 st.session_state["history_pick"] = new_id
                 st.query_params["run"] = new_id
                 return f"Retrying from where run `{_ui.short_id(run.id)}` stopped: new run `{_ui.short_id(new_id)}`."
-            return getattr(result, "message", None) or "A sync is already running; not retrying now."
+            return (
+                getattr(result, "message", None) or "A sync is already running; not retrying now."
+            )
 
         row.button(
             "Retry",
@@ -430,7 +466,9 @@ def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
                 "no longer lists — more than the guard allows without a person's confirmation."
             )
             sure = st.checkbox(
-                f"I have checked; delete {log.delete_candidates:,} stations", key=f"sure_{log.id}", disabled=not can_act
+                f"I have checked; delete {log.delete_candidates:,} stations",
+                key=f"sure_{log.id}",
+                disabled=not can_act,
             )
             a, b, _ = st.columns([1, 1, 2])
             a.button(
@@ -498,12 +536,19 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
         m[3].metric("Updated", f"{log.updated:,}", border=True, help=f"{log.unchanged:,} unchanged")
         m[4].metric("Deleted", f"{log.deleted:,}", border=True,
                     help=f"{log.missing:,} marked missing (no longer listed by the portal)")  # fmt: skip
-        m[5].metric("Skipped", f"{log.skipped:,}", border=True, help="Records the portal sent that could not be trusted")
+        m[5].metric(
+            "Skipped",
+            f"{log.skipped:,}",
+            border=True,
+            help="Records the portal sent that could not be trusted",
+        )
     actions(rt, run, log)
     if run.error:
         st.error(f"**{_ui.run_label(str(run.status))}:** {run.error}", icon=":material/error:")
     if log is not None and log.errors:
-        with st.expander(f"Sync errors and warnings ({len(log.errors)})", expanded=str(run.status) != "completed"):
+        with st.expander(
+            f"Sync errors and warnings ({len(log.errors)})", expanded=str(run.status) != "completed"
+        ):
             for e in log.errors:
                 st.markdown(f"- {_ui.escape_html(e)}")
     tabs = ["Steps", f"Skipped records ({log.skipped:,})" if log else "Skipped records"]
@@ -523,16 +568,22 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
 def main() -> None:
     rt = _ui.runtime()
     _ui.access_panel(rt)
-    _ui.page_header("Sync history", f"Every sync run, newest first. Times in {rt.settings.timezone}.")
+    _ui.page_header(
+        "Sync history", f"Every sync run, newest first. Times in {rt.settings.timezone}."
+    )
     _ui.show_flash()
-    runs = _ui.attempt("read the runs", lambda: rt.engine.list_runs(function_id=_ui.SYNC_FUNCTION, limit=200))
+    runs = _ui.attempt(
+        "read the runs", lambda: rt.engine.list_runs(function_id=_ui.SYNC_FUNCTION, limit=200)
+    )
     if runs is None:
         return
     if not runs:
         st.info("**No sync has run yet.** Start one with **Sync Now** on the Base stations page.",
                 icon=":material/inbox:")  # fmt: skip
         return
-    logs = _ui.attempt("read the sync logs", lambda: synclogs.list_sync_logs(rt.db, limit=500)) or []
+    logs = (
+        _ui.attempt("read the sync logs", lambda: synclogs.list_sync_logs(rt.db, limit=500)) or []
+    )
     by_run = logs_for(runs, logs)
     charts(rt, runs, by_run)
     st.markdown("#### Runs")

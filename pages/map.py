@@ -38,7 +38,9 @@ def view_for(points: pd.DataFrame) -> pdk.ViewState:
     lat_span = max(float(lat_hi - lat_lo), 0.01) * 1.25
     zoom = min(math.log2(900 * 360 / (512 * lng_span)), math.log2(560 * 360 / (512 * lat_span)))
     zoom = max(3.0, min(13.0, zoom))
-    return pdk.ViewState(latitude=float((lat_lo + lat_hi) / 2), longitude=float((lng_lo + lng_hi) / 2), zoom=zoom)
+    return pdk.ViewState(
+        latitude=float((lat_lo + lat_hi) / 2), longitude=float((lng_lo + lng_hi) / 2), zoom=zoom
+    )
 
 
 # Offline stations are drawn last and a little smaller: on top, so none hides under a
@@ -101,7 +103,9 @@ def layers(points: Points, key: tuple[Any, ...], focus: pd.Series | None) -> lis
                 get_size=13,
                 get_color=[27, 36, 48, 230],
                 get_pixel_offset="offset",
-                font_family=pdk.types.String("Arial, Helvetica, sans-serif"),  # text, not an expression
+                font_family=pdk.types.String(
+                    "Arial, Helvetica, sans-serif"
+                ),  # text, not an expression
                 font_weight=600,
                 outline_width=3,
                 outline_color=[255, 255, 255, 255],
@@ -146,8 +150,10 @@ def focused_station(rt: Runtime, serial: str) -> pd.Series | None:
         "find the station", lambda: query_stations(rt.db, StationFilter(search=serial))
     )
     if found is None or found.empty:
-        st.warning(f"No base station with serial **{_ui.escape_html(serial)}** is in the database.",
-                   icon=":material/location_off:")
+        st.warning(
+            f"No base station with serial **{_ui.escape_html(serial)}** is in the database.",
+            icon=":material/location_off:",
+        )
         return None
     exact = found[found["serial_number"] == serial]
     row = (exact if not exact.empty else found).iloc[0]
@@ -185,25 +191,37 @@ def main() -> None:
         return
     if points.summary.empty and focus is None:
         if version[0] == 0:
-            st.info("**No base stations yet.** Run a sync from the Base stations page.", icon=":material/inbox:")
+            st.info(
+                "**No base stations yet.** Run a sync from the Base stations page.",
+                icon=":material/inbox:",
+            )
         else:
-            st.info("No base station with coordinates matches these filters.", icon=":material/filter_alt_off:")
+            st.info(
+                "No base station with coordinates matches these filters.",
+                icon=":material/filter_alt_off:",
+            )
         return
     legend(points.summary)
-    basemap = st.toggle("Street basemap", value=False, help="Needs internet access; the points draw without it.")
+    basemap = st.toggle(
+        "Street basemap", value=False, help="Needs internet access; the points draw without it."
+    )
     view = view_for(points.summary)
     if focus is not None:
         view = pdk.ViewState(latitude=float(focus["lat"]), longitude=float(focus["lng"]), zoom=13)
     # Without a basemap, map_style must not be passed at all: pydeck then marks the style
     # as unset and the chart draws on a blank background instead of fetching map tiles.
-    base: dict[str, Any] = {"map_provider": "carto", "map_style": "light"} if basemap else {"map_provider": None}
+    base: dict[str, Any] = (
+        {"map_provider": "carto", "map_style": "light"} if basemap else {"map_provider": None}
+    )
     deck = pdk.Deck(
         layers=layers(points, key, focus),
         initial_view_state=view,
         tooltip={"html": TOOLTIP_HTML, "style": {"backgroundColor": "#1b2430", "color": "#ffffff"}},
         **base,
     )
-    st.pydeck_chart(deck, height=640, alt=f"Map of {len(points.summary):,} base stations coloured by status")
+    st.pydeck_chart(
+        deck, height=640, alt=f"Map of {len(points.summary):,} base stations coloured by status"
+    )
 
 
 main()

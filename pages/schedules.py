@@ -139,7 +139,10 @@ def schedule_card(rt: Runtime, info: ScheduleInfo, can_act: bool) -> None:
             st.markdown("**Triggers**")
             st.markdown(trigger_text(fn))
             st.markdown("**Last run**")
-            runs = _ui.attempt("read the last run", lambda: rt.engine.list_runs(function_id=info.function_id, limit=1))
+            runs = _ui.attempt(
+                "read the last run",
+                lambda: rt.engine.list_runs(function_id=info.function_id, limit=1),
+            )
             if runs:
                 run = runs[0]
                 st.markdown(
@@ -159,17 +162,22 @@ def schedule_card(rt: Runtime, info: ScheduleInfo, can_act: bool) -> None:
 
         buttons = st.container(horizontal=True)
         b1 = b2 = buttons
+
+        def resume(by: str) -> str:
+            rt.scheduler.resume(info.job_id, by)
+            return f"Resumed **{info.function_name}**."
+
+        def pause(by: str) -> str:
+            rt.scheduler.pause(info.job_id, by)
+            return f"Paused **{info.function_name}**."
+
         if info.paused:
             b1.button(
                 "Resume",
                 key=f"resume_{info.job_id}",
                 icon=":material/play_arrow:",
                 disabled=not can_act,
-                on_click=_ui.action(
-                    "resume schedules",
-                    "resume the schedule",
-                    lambda by: (rt.scheduler.resume(info.job_id, by), f"Resumed **{info.function_name}**.")[1],
-                ),
+                on_click=_ui.action("resume schedules", "resume the schedule", resume),
             )
         else:
             b1.button(
@@ -177,11 +185,7 @@ def schedule_card(rt: Runtime, info: ScheduleInfo, can_act: bool) -> None:
                 key=f"pause_{info.job_id}",
                 icon=":material/pause:",
                 disabled=not can_act,
-                on_click=_ui.action(
-                    "pause schedules",
-                    "pause the schedule",
-                    lambda by: (rt.scheduler.pause(info.job_id, by), f"Paused **{info.function_name}**.")[1],
-                ),
+                on_click=_ui.action("pause schedules", "pause the schedule", pause),
             )
 
         def run_now(by: str) -> str:

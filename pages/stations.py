@@ -17,8 +17,7 @@ import streamlit as st
 from core.runtime import Runtime
 from jobstore import synclogs
 from jobstore.stations import market_names, station_summary
-from pages import _ui
-from pages import _sync
+from pages import _sync, _ui
 
 TABLE_COLUMNS = [
     "site_name", "hostname", "serial_number", "market", "status", "active_connections",
@@ -31,23 +30,51 @@ def kpis(rt: Runtime) -> dict[str, Any] | None:
     if summary is None:
         return None
     total = summary["total"]
-    pct = (lambda n: f"{(100.0 * n / total):.1f}%" if total else "—")
+
+    def pct(n: int) -> str:
+        return f"{(100.0 * n / total):.1f}%" if total else "—"
+
     c = st.columns(5)
-    c[0].metric("Base stations", f"{total:,}", border=True, height="stretch",
-                help="Every base station in the database, including ones the portal no longer lists.")
-    c[1].metric("Online", f"{summary['online']:,}", pct(summary["online"]), delta_color="off", border=True, height="stretch",
-                delta_arrow="off")
-    c[2].metric("Offline", f"{summary['offline']:,}", pct(summary["offline"]),
-                delta_color="inverse" if summary["offline"] else "off", border=True, height="stretch", delta_arrow="off")
-    c[3].metric("Active connections", f"{summary['total_connections']:,}",
-                f"{summary['average_connections']:.1f} per station", delta_color="off", border=True, height="stretch",
-                delta_arrow="off")
+    c[0].metric(
+        "Base stations",
+        f"{total:,}",
+        border=True,
+        height="stretch",
+        help="Every base station in the database, including ones the portal no longer lists.",
+    )
+    c[1].metric(
+        "Online",
+        f"{summary['online']:,}",
+        pct(summary["online"]),
+        delta_color="off",
+        border=True,
+        height="stretch",
+        delta_arrow="off",
+    )
+    c[2].metric(
+        "Offline",
+        f"{summary['offline']:,}",
+        pct(summary["offline"]),
+        delta_color="inverse" if summary["offline"] else "off",
+        border=True,
+        height="stretch",
+        delta_arrow="off",
+    )
+    c[3].metric(
+        "Active connections",
+        f"{summary['total_connections']:,}",
+        f"{summary['average_connections']:.1f} per station",
+        delta_color="off",
+        border=True,
+        height="stretch",
+        delta_arrow="off",
+    )
     c[4].metric("Markets", f"{summary['markets']:,}", border=True, height="stretch")
     return summary
 
 
 def last_sync_line(rt: Runtime, skip_run: str | None = None) -> None:
-    """"Last sync: 5 minutes ago (3 new, 120 updated)", unless the banner above already
+    """ "Last sync: 5 minutes ago (3 new, 120 updated)", unless the banner above already
     tells how that very run ended (``skip_run``)."""
     logs = _ui.attempt("read the last sync", lambda: synclogs.list_sync_logs(rt.db, limit=30))
     if logs is None:
@@ -55,7 +82,9 @@ def last_sync_line(rt: Runtime, skip_run: str | None = None) -> None:
     tz = _ui.zone(rt)
     done = [g for g in logs if g.finished]
     if not done:
-        st.caption(":material/sync: No sync has finished yet. Press **Sync Now** to fetch the stations.")
+        st.caption(
+            ":material/sync: No sync has finished yet. Press **Sync Now** to fetch the stations."
+        )
         return
     last = done[0]
     if skip_run is not None and last.run_id == skip_run:
@@ -79,8 +108,12 @@ def last_sync_line(rt: Runtime, skip_run: str | None = None) -> None:
             help=hover,
         )
         if last.run_id:
-            st.page_link("pages/history.py", label="See what went wrong", icon=":material/history:",
-                         query_params={"run": last.run_id})
+            st.page_link(
+                "pages/history.py",
+                label="See what went wrong",
+                icon=":material/history:",
+                query_params={"run": last.run_id},
+            )
 
 
 def station_table(rt: Runtime, frame: pd.DataFrame, total: int) -> None:
@@ -92,7 +125,10 @@ def station_table(rt: Runtime, frame: pd.DataFrame, total: int) -> None:
     view = view[TABLE_COLUMNS]
     shown = len(view)
     head, dl = st.columns([4, 1], vertical_alignment="bottom")
-    head.markdown(f"**{shown:,}** of {total:,} base stations" + (" match the filters" if shown != total else ""))
+    head.markdown(
+        f"**{shown:,}** of {total:,} base stations"
+        + (" match the filters" if shown != total else "")
+    )
     dl.download_button(
         "Export CSV",
         data=lambda: _ui.csv_bytes(frame, tz_name),

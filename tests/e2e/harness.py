@@ -39,7 +39,11 @@ def free_port() -> int:
 
 
 def app_env(data_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONSYNC_") or k.startswith("STATIONSYNC_TEST_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("STATIONSYNC_") or k.startswith("STATIONSYNC_TEST_")
+    }
     env.update(
         {
             "STREAMLIT_SERVER_HEADLESS": "true",
@@ -136,7 +140,9 @@ def chromium(**context_options: Any) -> Iterator[Any]:
             browser.close()
 
 
-def seed_stations(data_dir: Path, stations: int, env: Mapping[str, str] | None = None, timeout_s: float = 600) -> None:
+def seed_stations(
+    data_dir: Path, stations: int, env: Mapping[str, str] | None = None, timeout_s: float = 600
+) -> None:
     """Fill the database with a real sync against the built-in simulator (the sync CLI)."""
     extra = {"STATIONSYNC_SIMULATOR_STATIONS": str(stations), "STATIONSYNC_SCHEDULER": "false"}
     extra.update(env or {})
@@ -154,7 +160,9 @@ def deck_pixels(page: Any, path: Path | None = None) -> int:
     import numpy as np
     from PIL import Image
 
-    shot = page.locator('[data-testid="stDeckGlJsonChart"]').first.screenshot(path=str(path) if path else None)
+    shot = page.locator('[data-testid="stDeckGlJsonChart"]').first.screenshot(
+        path=str(path) if path else None
+    )
     img = np.asarray(Image.open(BytesIO(shot)).convert("RGB"), dtype=np.int16)
     background = img[2, 2]
     return int((np.abs(img - background).sum(axis=2) > 60).sum())

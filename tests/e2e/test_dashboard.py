@@ -48,7 +48,9 @@ def wait_pixels(page: Any, minimum: int = 1000, timeout_s: float = 30) -> int:
 
 
 @pytest.mark.slow
-def test_sync_now_shows_each_step_and_fills_the_table(synced_app: AppServer, browser_context: Any) -> None:
+def test_sync_now_shows_each_step_and_fills_the_table(
+    synced_app: AppServer, browser_context: Any
+) -> None:
     stale = browser_context.new_page()  # opened before the run: its button still looks enabled
     page = browser_context.new_page()
     try:
@@ -74,8 +76,15 @@ def test_sync_now_shows_each_step_and_fills_the_table(synced_app: AppServer, bro
             if page.get_by_text("Sync completed").count():
                 break
             text = live.inner_text() if live.count() else ""
-            steps |= set(re.findall(r"\b(begin|fetch-[a-z]+-\d{4}|validate|compute|diff|write-batch-\d{4}|finish)\b", text))
-            progress += re.findall(r"(fetching [A-Za-z]+: page \d+[^\n]*|writing batch \d+/\d+)", text)
+            steps |= set(
+                re.findall(
+                    r"\b(begin|fetch-[a-z]+-\d{4}|validate|compute|diff|write-batch-\d{4}|finish)\b",
+                    text,
+                )
+            )
+            progress += re.findall(
+                r"(fetching [A-Za-z]+: page \d+[^\n]*|writing batch \d+/\d+)", text
+            )
             page.wait_for_timeout(150)
         page.get_by_text("Sync completed").wait_for()
         assert any(s.startswith("fetch-") for s in steps), steps
@@ -94,7 +103,9 @@ def test_sync_now_shows_each_step_and_fills_the_table(synced_app: AppServer, bro
         copy_log(synced_app, "e2e-synced-app.log")
 
 
-def test_csv_download_equals_the_filtered_rows(synced_app: AppServer, page: Any, tmp_path: Path) -> None:
+def test_csv_download_equals_the_filtered_rows(
+    synced_app: AppServer, page: Any, tmp_path: Path
+) -> None:
     page.goto(synced_app.url + "/")
     search = page.get_by_placeholder("Site, hostname or serial")
     search.fill("main road")
@@ -158,14 +169,16 @@ def test_history_shows_the_run_and_its_steps(synced_app: AppServer, page: Any) -
 
 @pytest.mark.slow
 def test_a_failing_portal_shows_the_error(tmp_path: Path, page: Any) -> None:
-    app = start_app(tmp_path, simulator_faults="error_rate=1.0", tarana_retries="0", simulator_stations="100")
+    app = start_app(
+        tmp_path, simulator_faults="error_rate=1.0", tarana_retries="0", simulator_stations="100"
+    )
     try:
         page.goto(app.url + "/")
         page.get_by_role("button", name="Sync Now").click()
         failed = page.get_by_text(re.compile(r"Sync failed after"))
         failed.wait_for(timeout=90_000)
         message = failed.first.inner_text()
-        assert re.search(r"Tarana|portal|50[023]|error", message, re.I), message
+        assert re.search(r"Tarana|portal|50[023]|error", message, re.IGNORECASE), message
         page.goto(app.url + "/history")
         page.get_by_text(re.compile("Failed")).first.wait_for()
     finally:

@@ -51,17 +51,28 @@ class Dash:
         """Every piece of text on the page, for loose assertions."""
         at = self.at
         parts: list[str] = []
-        for kind in ("markdown", "caption", "info", "success", "warning", "error", "subheader", "title"):
+        for kind in (
+            "markdown",
+            "caption",
+            "info",
+            "success",
+            "warning",
+            "error",
+            "subheader",
+            "title",
+        ):
             parts += [str(e.value) for e in getattr(at, kind)]
         parts += [f"{m.label}: {m.value}" for m in at.metric]
         return "\n".join(parts)
 
-    def wait_run(self, run_id: str, timeout_s: float = 60, until: Callable[[Any], bool] | None = None) -> Any:
+    def wait_run(
+        self, run_id: str, timeout_s: float = 60, until: Callable[[Any], bool] | None = None
+    ) -> Any:
         """Wait for a run to finish (or reach ``until``), re-reading the database."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             run = self.rt.engine.get_run(run_id)
-            if (until(run) if until else run.status.finished):
+            if until(run) if until else run.status.finished:
                 return run
             time.sleep(0.1)
         raise AssertionError(f"run {run_id} did not get there in {timeout_s} s")

@@ -8,14 +8,14 @@ import io
 import pandas as pd
 import pytest
 
-from pages._ui import csv_bytes, filter_frame, spreadsheet_safe
 from jobstore.stations import StationFilter
+from pages._ui import csv_bytes, filter_frame, spreadsheet_safe
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
         ("+1+1", "'+1+1"),
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
@@ -53,7 +53,9 @@ def frame() -> pd.DataFrame:
 
 
 def test_csv_has_exactly_the_rows_and_safe_cells() -> None:
-    rows = list(csv.DictReader(io.StringIO(csv_bytes(frame(), "Africa/Johannesburg").decode("utf-8-sig"))))
+    rows = list(
+        csv.DictReader(io.StringIO(csv_bytes(frame(), "Africa/Johannesburg").decode("utf-8-sig")))
+    )
     assert [r["serial_number"] for r in rows] == ["S1", "S2", "S3"]
     assert rows[0]["hostname"] == "'=cmd|' /C calc'!A0"
     assert rows[1]["site_name"] == "'@evil"

@@ -80,7 +80,9 @@ def test_dry_run_shows_its_diff(dash: Any) -> None:
     assert len(diff) > 0 and set(diff["action"]) >= {"insert"}
 
 
-def test_guarded_deletion_waits_and_is_confirmed_by_an_operator(dash: Any, monkeypatch: Any) -> None:
+def test_guarded_deletion_waits_and_is_confirmed_by_an_operator(
+    dash: Any, monkeypatch: Any
+) -> None:
     from core.runtime import shutdown_runtime
 
     d: Dash = dash(SIMULATOR_SEED="7")

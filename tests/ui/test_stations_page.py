@@ -37,7 +37,9 @@ def test_sync_now_follows_the_run_and_refreshes_the_table(dash: Any) -> None:
     assert total > 0
     frame = d.at.dataframe[0].value
     assert len(frame) == total
-    assert {"site_name", "hostname", "serial_number", "status", "active_connections"} <= set(frame.columns)
+    assert {"site_name", "hostname", "serial_number", "status", "active_connections"} <= set(
+        frame.columns
+    )
     assert not d.at.button(key="sync_now").disabled
     d.at.button(key="sync_dismiss").click().run()
     assert "Last sync: just now" in d.texts()
