@@ -38,7 +38,7 @@ STATIONS = 1500
 CLIENT_RETRIES = 10
 ALL_FAULTS = (
     "error_rate=0.3,rate_limit_every=25,rate_limit_burst=3,retry_after_s=0.2,"
-    "timeout_rate=0.02,hang_s=5,session_ttl_s=0.5,churn=0.05"
+    "timeout_rate=0.03,hang_s=5,session_ttl_s=0.5,churn=0.05"
 )
 RETRY_LINE = re.compile(r"retrying after (.*) \(attempt (\d+), waiting ([\d.]+) s\)")
 
