@@ -31,7 +31,7 @@ from core.clock import Clock, SystemClock
 from core.cron import cron_trigger
 from core.engine import Engine, Registry, SendResult, Trigger
 from core.engine.function import cron_event, validate_cron
-from core.errors import EngineError
+from core.errors import EngineError, StorageError
 from jobstore import leases
 from jobstore import schedules as store
 from jobstore.db import Database
@@ -179,7 +179,9 @@ class SchedulerService:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.tick()
-            except Exception:  # the loop must outlive a database hiccup
+            except StorageError as exc:
+                log.warning("scheduler lease check failed (%s); will try again", exc)
+            except Exception:  # the loop must outlive anything one tick meets
                 log.exception("scheduler lease check failed; will try again")
 
     def tick(self) -> None:

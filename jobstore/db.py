@@ -56,6 +56,15 @@ class Database:
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 20
             kwargs["pool_pre_ping"] = True
+            # Fail fast on an unreachable server and notice a dead peer within
+            # a minute, instead of hanging until TCP gives up.
+            kwargs["connect_args"] = {
+                "connect_timeout": 10,
+                "keepalives": 1,
+                "keepalives_idle": 30,
+                "keepalives_interval": 10,
+                "keepalives_count": 3,
+            }
             if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
         try:

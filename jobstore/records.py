@@ -126,6 +126,7 @@ class RunRecord(Record):
     wait_step: str | None = None
     wait_event: str | None = None
     wait_match_json: str | None = field(default=None, metadata=column("wait_match"))
+    executed_by: str | None = None
 
     @property
     def output(self) -> Any:

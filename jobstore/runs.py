@@ -180,6 +180,7 @@ def claim(
     values: dict[str, Any] = {
         "status": _RUNNING,
         "lease_owner": token,
+        "executed_by": token.split("#", 1)[0],
         "lease_expires_at": now + lease_s,
         "attempt": runs.c.attempt + 1,
         "updated_at": now,

@@ -36,6 +36,8 @@ runs = sa.Table(
     # unique index makes "one active run" a database fact, not a check-then-insert.
     sa.Column("singleton_key", sa.String(100), unique=True),
     sa.Column("lease_owner", sa.String(100)),
+    # The last worker that executed the run; unlike the lease, kept after it ends.
+    sa.Column("executed_by", sa.String(200)),
     sa.Column("lease_expires_at", Time),
     sa.Column("wake_at", Time),
     sa.Column("deadline_at", Time),

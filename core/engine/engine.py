@@ -257,18 +257,30 @@ class Engine:
         self._wakeup.set()
 
     def _work_loop(self) -> None:
+        failures = 0
         while not self.stopping.is_set():
             try:
                 ran = self.run_once()
             except StorageError as exc:
-                log.warning("worker could not claim or settle a run: %s", exc)
+                failures += 1
+                # Say it once, then at doubling intervals: an outage is one story.
+                if failures & (failures - 1) == 0:
+                    log.warning(
+                        "worker could not claim or settle a run (%d in a row): %s", failures, exc
+                    )
                 ran = None
             except Exception:
                 # A worker thread must outlive any one bad run.
                 log.exception("worker failed unexpectedly; continuing")
                 ran = None
+            else:
+                if failures:
+                    log.warning("database reachable again after %d failed attempts", failures)
+                failures = 0
             if ran is None:
-                self._wakeup.wait(self.poll_interval_s)
+                # Back off while the database is failing, up to 5 s between tries.
+                wait = min(self.poll_interval_s * 2 ** min(failures, 10), max(5.0, self.poll_interval_s))
+                self._wakeup.wait(wait if failures else self.poll_interval_s)
                 self._wakeup.clear()
 
     def _heartbeat_loop(self) -> None:

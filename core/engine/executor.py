@@ -121,6 +121,16 @@ class Execution:
         except StepFailure as failure:
             self._after_failure(failure.error, failure.attempts, failure.step)
             return
+        except StorageError as exc:
+            # The database failed under a checkpoint, not the handler: hand the
+            # run back without spending its retries. If even that fails, the
+            # lease expires and the next claim resumes from the last checkpoint.
+            log.warning("run %s: database failed at a checkpoint (%s); handing it back", run.id, exc)
+            try:
+                self._park(RunStatus.QUEUED, self.engine.now() + 1.0, same_attempt=True)
+            except StorageError:
+                pass
+            return
         except Exception as exc:  # noqa: BLE001 - a handler failing outside its steps
             self._after_failure(exc, run.attempt, None)
             return
