@@ -124,6 +124,7 @@ class TaranaTransientError(TaranaError):
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         self.retry_after = retry_after
+        self.exhausted = False  # True once a retry loop has given up on it
         super().__init__(message)
 
 

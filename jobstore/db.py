@@ -48,7 +48,12 @@ class Database:
         if self.is_sqlite:
             path = parsed.database or ""
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StorageError(
+                        f"cannot create the folder of {self.safe_url}: {exc.strerror}"
+                    ) from exc
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
             kwargs["pool_size"] = pool_size
             kwargs["max_overflow"] = 20

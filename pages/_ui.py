@@ -10,10 +10,8 @@ live here once so the table, the map legend and the history agree.
 from __future__ import annotations
 
 import html
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -139,15 +137,6 @@ def show_error(exc: BaseException, doing: str) -> None:
     st.error(
         f"**Could not {doing}.** {exc}" + (f"\n\n{tip}" if tip else ""), icon=":material/error:"
     )
-
-
-@contextmanager
-def reporting(doing: str) -> Iterator[None]:
-    """Run a block; a StationsyncError becomes a clear message on the page."""
-    try:
-        yield
-    except StationsyncError as exc:
-        show_error(exc, doing)
 
 
 def attempt(doing: str, fn: Callable[[], T]) -> T | None:
@@ -338,6 +327,12 @@ def poll_every(rt: Runtime, active: bool) -> float:
 # --- text safety ------------------------------------------------------------
 
 
+def md_text(value: Any) -> str:
+    """Portal or user text placed inside Markdown: no link, image or colour directive can form."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("[", "\\[").replace("]", "\\]")
+
+
 def escape_html(value: Any) -> str:
     """Text that renders as itself inside an HTML template, braces included."""
     text = "" if value is None else str(value)
@@ -374,114 +369,7 @@ def describe_cron(expression: str) -> str | None:
     return None
 
 
-# --- stations: filters, cached reads, CSV -------------------------------------
-
-_FILTER_DEFAULTS: dict[str, Any] = {
-    "search": "",
-    "markets": [],
-    "statuses": [],
-    "min_connections": 0,
-}
-STATUS_OPTIONS = ["online", "offline"]
-
-
-def _keep(page: str, name: str) -> Callable[[], None]:
-    def copy() -> None:
-        st.session_state[f"flt_{name}"] = st.session_state[f"{page}_{name}"]
-
-    return copy
-
-
-def station_filters(markets: list[str], page: str) -> Any:
-    """The filter row shared by the stations table and the map; the choice follows you
-    between pages. Returns a ``jobstore.stations.StationFilter``."""
-    from jobstore.stations import StationFilter
-
-    for name, default in _FILTER_DEFAULTS.items():
-        st.session_state.setdefault(f"flt_{name}", default)
-        # Seed this page's widget from the shared choice (widget state is per page).
-        st.session_state[f"{page}_{name}"] = st.session_state[f"flt_{name}"]
-    st.session_state[f"{page}_markets"] = [
-        m for m in st.session_state[f"{page}_markets"] if m in markets
-    ]
-    c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-    c1.text_input(
-        "Search",
-        key=f"{page}_search",
-        placeholder="Site, hostname or serial",
-        on_change=_keep(page, "search"),
-        icon=":material/search:",
-    )
-    c2.multiselect(
-        "Market",
-        markets,
-        key=f"{page}_markets",
-        on_change=_keep(page, "markets"),
-        placeholder="All markets",
-    )
-    c3.multiselect(
-        "Status",
-        STATUS_OPTIONS,
-        key=f"{page}_statuses",
-        on_change=_keep(page, "statuses"),
-        format_func=station_label,
-        placeholder="Any status",
-    )
-    c4.number_input(
-        "Min. connections", min_value=0, step=1, key=f"{page}_min_connections",
-        on_change=_keep(page, "min_connections"),
-    )  # fmt: skip
-    return StationFilter(
-        search=str(st.session_state[f"{page}_search"] or "").strip(),
-        markets=tuple(st.session_state[f"{page}_markets"]),
-        statuses=tuple(st.session_state[f"{page}_statuses"]),
-        min_connections=int(st.session_state[f"{page}_min_connections"] or 0),
-    )
-
-
-def data_version(rt: Runtime) -> tuple[Any, ...]:
-    """Changes whenever a sync finishes or the station count moves: the cache key."""
-    from jobstore.stations import count_stations
-    from jobstore.synclogs import latest_sync_log
-
-    log = latest_sync_log(rt.db)
-    return (count_stations(rt.db), log.id if log else None, str(log.status) if log else None,
-            log.completed_at if log else None)  # fmt: skip
-
-
-def filter_key(flt: Any) -> tuple[Any, ...]:
-    """A StationFilter as a plain hashable tuple (the cache key)."""
-    return (flt.search, tuple(flt.markets), tuple(flt.statuses), int(flt.min_connections))
-
-
-def db_key(rt: Runtime) -> str:
-    return f"{rt.db.safe_url}|{rt.holder}"
-
-
-# The whole station table, read once per data version and shared by every session
-# of this process (read-only: filtering makes new frames). One loader at a time,
-# so ten people opening the page after a sync cause one read, not ten.
-_frames_lock = threading.Lock()
-_frames: dict[str, tuple[tuple[Any, ...], pd.DataFrame]] = {}
-
-
-def all_stations(rt: Runtime, version: tuple[Any, ...]) -> pd.DataFrame:
-    from jobstore.stations import StationFilter, query_stations
-
-    key = db_key(rt)
-    with _frames_lock:
-        hit = _frames.get(key)
-        if hit is not None and hit[0] == version:
-            return hit[1]
-        frame = query_stations(rt.db, StationFilter())
-        _frames.clear()  # one database per process: keep only the newest table
-        _frames[key] = (version, frame)
-        return frame
-
-
-def warm(rt: Runtime) -> None:
-    """Read the station table ahead of the first page view (called at process start)."""
-    all_stations(rt, data_version(rt))
+# --- stations: filtering in memory, CSV export ---------------------------------
 
 
 def filter_frame(frame: pd.DataFrame, flt: Any) -> pd.DataFrame:
@@ -501,11 +389,6 @@ def filter_frame(frame: pd.DataFrame, flt: Any) -> pd.DataFrame:
     if flt.min_connections > 0:
         mask &= frame["active_connections"] >= flt.min_connections
     return frame if bool(mask.all()) else frame[mask]
-
-
-def stations(rt: Runtime, flt: Any, version: tuple[Any, ...]) -> pd.DataFrame:
-    """The filtered stations as a DataFrame (read-only; shared until the data changes)."""
-    return filter_frame(all_stations(rt, version), flt)
 
 
 EXPORT_COLUMNS: dict[str, str] = {
@@ -549,5 +432,7 @@ def csv_bytes(frame: Any, tz_name: str) -> bytes:
     for col in out.columns:
         if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].astype(object).map(spreadsheet_safe)
-    text: str = out.to_csv(index=False)
+    # CRLF rows make the writer quote any cell holding a CR or LF, so a name
+    # cannot end a row early and start the next one with a formula.
+    text: str = out.to_csv(index=False, lineterminator="\r\n")
     return text.encode("utf-8-sig")

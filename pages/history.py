@@ -544,13 +544,13 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
         )
     actions(rt, run, log)
     if run.error:
-        st.error(f"**{_ui.run_label(str(run.status))}:** {run.error}", icon=":material/error:")
+        st.error(f"**{_ui.run_label(str(run.status))}:** {_ui.md_text(run.error)}", icon=":material/error:")
     if log is not None and log.errors:
         with st.expander(
             f"Sync errors and warnings ({len(log.errors)})", expanded=str(run.status) != "completed"
         ):
             for e in log.errors:
-                st.markdown(f"- {_ui.escape_html(e)}")
+                st.markdown(f"- {_ui.md_text(e)}")
     tabs = ["Steps", f"Skipped records ({log.skipped:,})" if log else "Skipped records"]
     if log is not None and log.dry_run:
         tabs.append("Dry-run diff")

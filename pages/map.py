@@ -18,7 +18,7 @@ import streamlit as st
 
 from core.runtime import Runtime
 from jobstore.stations import StationFilter, market_names, query_stations
-from pages import _mapdata, _ui
+from pages import _mapdata, _stationdata, _ui
 from pages._mapdata import Points
 
 TOOLTIP_HTML = (
@@ -168,8 +168,8 @@ def main() -> None:
     _ui.access_panel(rt)
     _ui.page_header("Map", "Every base station, coloured by status. Same filters as the table.")
     markets = _ui.attempt("read the markets", lambda: market_names(rt.db)) or []
-    flt = _ui.station_filters(markets, "map")
-    version = _ui.attempt("read the station data", lambda: _ui.data_version(rt))
+    flt = _stationdata.station_filters(markets, "map")
+    version = _ui.attempt("read the station data", lambda: _stationdata.data_version(rt))
     if version is None:
         return
     serial = st.query_params.get("station")
@@ -177,15 +177,16 @@ def main() -> None:
     if focus is not None:
         a, b = st.columns([5, 1], vertical_alignment="center")
         a.info(
-            f"Focused on **{focus['site_name']}** · {focus['hostname']} · serial **{focus['serial_number']}** · "
-            f"{focus['market']} · {_ui.station_badge(focus['device_status'])} · "
+            f"Focused on **{_ui.md_text(focus['site_name'])}** · {_ui.md_text(focus['hostname'])} · "
+            f"serial **{_ui.md_text(focus['serial_number'])}** · "
+            f"{_ui.md_text(focus['market'])} · {_ui.station_badge(focus['device_status'])} · "
             f"{int(focus['active_connections'])} active connections",
             icon=":material/my_location:",
         )
         if b.button("Clear focus", icon=":material/close:", width="stretch"):
             del st.query_params["station"]
             st.rerun()
-    key = _ui.filter_key(flt)
+    key = _stationdata.filter_key(flt)
     points = _ui.attempt("read the base stations", lambda: _mapdata.points(rt, flt))
     if points is None:
         return

@@ -17,7 +17,7 @@ import streamlit as st
 from core.runtime import Runtime
 from jobstore import synclogs
 from jobstore.stations import market_names, station_summary
-from pages import _sync, _ui
+from pages import _stationdata, _sync, _ui
 
 TABLE_COLUMNS = [
     "site_name", "hostname", "serial_number", "market", "status", "active_connections",
@@ -102,7 +102,7 @@ def last_sync_line(rt: Runtime, skip_run: str | None = None) -> None:
         icon = ":material/check_circle:" if status == "completed" else ":material/warning:"
         st.markdown(f"{icon} **Last sync: {_ui.ago(when)}** ({counts}){dry}", help=hover)
     else:
-        error = last.errors[-1] if last.errors else status.replace("_", " ")
+        error = _ui.md_text(last.errors[-1]) if last.errors else status.replace("_", " ")
         st.markdown(
             f":material/error: **Last sync {status.replace('_', ' ')} {_ui.ago(when)}**: {error}",
             help=hover,
@@ -200,8 +200,8 @@ def main() -> None:
     if summary is None:
         return
     markets = _ui.attempt("read the markets", lambda: market_names(rt.db)) or []
-    flt = _ui.station_filters(markets, "stations")
-    version = _ui.attempt("read the station data", lambda: _ui.data_version(rt))
+    flt = _stationdata.station_filters(markets, "stations")
+    version = _ui.attempt("read the station data", lambda: _stationdata.data_version(rt))
     if version is None:
         return
     if summary["total"] == 0:
@@ -211,7 +211,7 @@ def main() -> None:
             icon=":material/inbox:",
         )
         return
-    frame = _ui.attempt("read the base stations", lambda: _ui.stations(rt, flt, version))
+    frame = _ui.attempt("read the base stations", lambda: _stationdata.stations(rt, flt, version))
     if frame is None:
         return
     station_table(rt, frame, summary["total"])

@@ -34,7 +34,7 @@ import httpx
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_when_event_set,
     wait_random_exponential,
@@ -165,6 +165,8 @@ class TaranaClient:
         self._count_lock = threading.Lock()
         self._generation = 0  # bumped by each login, so racing threads log in only once
         self._cookie: Secret | None = None
+        # Every credential and session value seen, masked in any portal text we repeat.
+        self._secrets: set[Secret] = set()
         self._login_tries = 0
         self._login_error: TaranaError | None = None
         self.logins = 0
@@ -345,7 +347,11 @@ class TaranaClient:
     def _with_retries(self, fn: Callable[[], T], cancel: threading.Event | None = None) -> T:
         stop = stop_after_attempt(self._max_retries + 1)
         retrying = Retrying(
-            retry=retry_if_exception_type(TaranaTransientError),
+            # An error that already used up a retry budget (a login inside this
+            # request, say) is final: retrying it again would multiply the budgets.
+            retry=retry_if_exception(
+                lambda e: isinstance(e, TaranaTransientError) and not e.exhausted
+            ),
             stop=stop | stop_when_event_set(cancel) if cancel is not None else stop,
             wait=self._wait,
             sleep=self._sleep,
@@ -358,7 +364,9 @@ class TaranaClient:
             attempts = retrying.statistics.get("attempt_number", 1)
             if attempts <= 1:
                 raise
-            raise type(exc)(f"{exc} (gave up after {attempts} attempts)", exc.retry_after) from exc
+            final = type(exc)(f"{exc} (gave up after {attempts} attempts)", exc.retry_after)
+            final.exhausted = True
+            raise final from exc
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome is not None else None
@@ -387,7 +395,7 @@ class TaranaClient:
                 hint = " at the gateway (browser headers rejected?)" if at_gateway else ""
                 raise TaranaAuthError(
                     f"the portal refused {method} {path} ({status}) again after a fresh "
-                    f"login{hint}: {_portal_message(body)}",
+                    f"login{hint}: {self._message(body)}",
                     status,
                 )
         return self._unwrap(method, path, status, headers, body)
@@ -435,13 +443,15 @@ class TaranaClient:
 
     def _login_attempt(self) -> None:
         pair = f"{self._username}:{self._password.reveal()}".encode()
-        basic = Secret("Basic " + base64.b64encode(pair).decode("ascii"))
+        encoded = base64.b64encode(pair).decode("ascii")
+        basic = Secret("Basic " + encoded)
+        self._remember_secrets(self._password.reveal(), encoded)
 
         def attempt() -> Secret:
             status, headers, body = self._send("POST", LOGIN_PATH, None, None, None, basic)
             if status in (401, 403):
                 raise TaranaAuthError(
-                    f"the portal refused the login ({status}): {_portal_message(body)}; "
+                    f"the portal refused the login ({status}): {self._message(body)}; "
                     "check the Tarana username and password",
                     status,
                 )
@@ -449,10 +459,27 @@ class TaranaClient:
             return _session_cookie(headers, data)
 
         self._cookie = self._with_retries(attempt)
+        cookie = self._cookie.reveal()
+        self._remember_secrets(
+            cookie, *(part.split("=", 1)[-1].strip() for part in cookie.split(";"))
+        )
         self._http.cookies.clear()  # the session lives in self._cookie only
         self._generation += 1
         self.logins += 1
         log.info("logged in to the portal (session %d)", self._generation)
+
+    def _message(self, body: bytes, payload: Any = None) -> str:
+        """The portal's error message, with any credential or session value it quotes masked."""
+        return self._redact(_portal_message(body, payload))
+
+    def _redact(self, text: str) -> str:
+        # Longest first, so a value containing another is masked whole.
+        for secret in sorted((s.reveal() for s in self._secrets), key=len, reverse=True):
+            text = text.replace(secret, "********")
+        return text
+
+    def _remember_secrets(self, *values: str) -> None:
+        self._secrets.update(Secret(v) for v in values if len(v) >= 4)
 
     def _send(
         self,
@@ -520,7 +547,7 @@ class TaranaClient:
                 f"{where}: rate limited (429)", _retry_after(headers.get("retry-after"))
             )
         if status >= 500:
-            raise TaranaTransientError(f"{where}: portal error {status}: {_portal_message(body)}")
+            raise TaranaTransientError(f"{where}: portal error {status}: {self._message(body)}")
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -536,7 +563,7 @@ class TaranaClient:
             code = error.get("code") if isinstance(error, dict) else None
             code = code if _is_int(code) else status
             raise TaranaRejectedError(
-                f"{where}: refused ({code}): {_portal_message(body, payload)}", code
+                f"{where}: refused ({code}): {self._message(body, payload)}", code
             )
         if not 200 <= status < 300:
             raise TaranaInvalidResponseError(f"{where}: unexpected status {status}")
