@@ -72,16 +72,19 @@ def column(name: str, convert: Callable[[Any], Any] | None = None) -> dict[str, 
 
 
 @functools.cache
-def _plan(cls: Any) -> tuple[tuple[str, str, Callable[[Any], Any] | None], ...]:
-    """For each field: its column and how to convert the stored value (enums, booleans)."""
+def _plan(cls: Any) -> tuple[tuple[str, str, Callable[[Any], Any] | None, bool], ...]:
+    """For each field: its column, how to convert the stored value, and whether
+    NULL skips the conversion (it does for the enums and booleans found by type;
+    a converter named in the field's metadata sees NULL too)."""
     hints = get_type_hints(cls)
     plan = []
     for f in fields(cls):
         convert = f.metadata.get("convert")
+        skip_none = convert is None
         kind = hints[f.name]
         if convert is None and isinstance(kind, type) and issubclass(kind, StrEnum | bool):
             convert = kind
-        plan.append((f.name, f.metadata.get("column", f.name), convert))
+        plan.append((f.name, f.metadata.get("column", f.name), convert, skip_none))
     return tuple(plan)
 
 
@@ -93,10 +96,12 @@ class Record:
         m = row._mapping
         values = {}
         plan: Any = _plan  # cached per class; classes are hashable, whatever mypy infers
-        for name, col, convert in plan(cls):
+        for name, col, convert, skip_none in plan(cls):
             if col in m:
                 value = m[col]
-                values[name] = convert(value) if convert and value is not None else value
+                if convert is not None and not (skip_none and value is None):
+                    value = convert(value)
+                values[name] = value
         return cls(**values)
 
 

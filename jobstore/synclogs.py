@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -19,6 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from jobstore.db import Database
+from jobstore.records import Record, column
 from jobstore.stations import executemany
 from jobstore.tables import station_changes as changes_table
 from jobstore.tables import station_watch, steps, sync_diffs, sync_logs, sync_skipped
@@ -47,8 +48,13 @@ class Change(StrEnum):
     CAME_ONLINE = "came_online"
 
 
+def _errors(text: str) -> list[str]:
+    errors = json.loads(text) if text else []
+    return [str(e) for e in errors] if isinstance(errors, list) else [str(errors)]
+
+
 @dataclass(frozen=True)
-class SyncLog:
+class SyncLog(Record):
     id: str
     run_id: str | None
     status: SyncStatus
@@ -67,7 +73,7 @@ class SyncLog:
     retries: int
     delete_candidates: int
     needs_confirmation: bool
-    errors: list[str]
+    errors: list[str] = field(metadata=column("errors", _errors))
     attempt: int
     started_at: float
     completed_at: float | None
@@ -91,42 +97,6 @@ class SyncLog:
     def written(self) -> int:
         """Station rows this sync wrote (inserted, updated, deleted, marked missing)."""
         return self.inserted + self.updated + self.deleted + self.missing
-
-    @classmethod
-    def from_row(cls, row: Any) -> SyncLog:
-        m = row._mapping
-        errors = json.loads(m["errors"]) if m["errors"] else []
-        return cls(
-            id=m["id"],
-            run_id=m["run_id"],
-            status=SyncStatus(m["status"]),
-            trigger_type=m["trigger_type"],
-            triggered_by=m["triggered_by"],
-            dry_run=bool(m["dry_run"]),
-            delete_stale=bool(m["delete_stale"]),
-            stations_fetched=m["stations_fetched"],
-            inserted=m["inserted"],
-            updated=m["updated"],
-            deleted=m["deleted"],
-            unchanged=m["unchanged"],
-            skipped=m["skipped"],
-            duplicates=m["duplicates"],
-            pages=m["pages"],
-            retries=m["retries"],
-            delete_candidates=m["delete_candidates"],
-            needs_confirmation=bool(m["needs_confirmation"]),
-            errors=[str(e) for e in errors] if isinstance(errors, list) else [str(errors)],
-            attempt=m["attempt"],
-            started_at=m["started_at"],
-            completed_at=m["completed_at"],
-            duration_s=m["duration_s"],
-            rns_fetched=m["rns_fetched"],
-            missing=m["missing"],
-            online=m["online"],
-            offline=m["offline"],
-            fetch_complete=bool(m["fetch_complete"]),
-            seen_at=m["seen_at"],
-        )
 
 
 # --- writes (the sync) ------------------------------------------------------
