@@ -88,6 +88,19 @@ def _plan(cls: Any) -> tuple[tuple[str, str, Callable[[Any], Any] | None, bool],
     return tuple(plan)
 
 
+class Timed:
+    """A record with ``started_at`` and ``ended_at``: how long it took."""
+
+    started_at: float | None
+    ended_at: float | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return self.ended_at - self.started_at
+
+
 class Record:
     """Builds a frozen dataclass straight from a result row, by field name."""
 
@@ -106,7 +119,7 @@ class Record:
 
 
 @dataclass(frozen=True)
-class RunRecord(Record):
+class RunRecord(Record, Timed):
     id: str
     function_id: str
     trigger: Trigger
@@ -142,16 +155,10 @@ class RunRecord(Record):
         """The worker holding the lease (its token without the per-claim nonce)."""
         return None if self.lease_owner is None else self.lease_owner.split("#", 1)[0]
 
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
-
 
 
 @dataclass(frozen=True)
-class StepRecord(Record):
+class StepRecord(Record, Timed):
     run_id: str
     name: str
     seq: int
@@ -176,12 +183,6 @@ class StepRecord(Record):
     def errors(self) -> list[dict[str, Any]]:
         value = loads(self.errors_json)
         return value if isinstance(value, list) else []
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.ended_at is None:
-            return None
-        return self.ended_at - self.started_at
 
 
 

@@ -33,6 +33,16 @@ def service(engine: Engine, reg: Registry, holder: str, **kw: object) -> Schedul
     return SchedulerService(engine, reg, holder=holder, **opts)  # type: ignore[arg-type]
 
 
+def store_missed_fire(service: SchedulerService, when: datetime) -> None:
+    """Leave the job in the store with a fire time in the past, as a stopped process would."""
+    service.ensure_schedules()
+    service._start_aps()
+    assert service._aps is not None
+    service._aps.pause()  # so that moving the fire time into the past does not fire it now
+    service._aps.modify_job(JOB, next_run_time=when)
+    service._stop_aps()
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -70,13 +80,7 @@ def test_only_one_process_holds_the_scheduler_and_it_moves_when_the_holder_dies(
 def test_two_schedulers_on_one_store_fire_a_missed_cron_exactly_once(db: Database) -> None:
     engine, reg = make(db, cron="*/5 * * * *", tz="UTC")
     a, b = service(engine, reg, "A"), service(engine, reg, "B")
-    a.ensure_schedules()
-    a._start_aps()
-    assert a._aps is not None
-    a._aps.pause()  # so that moving the fire time into the past does not fire it now
-    due = datetime.now(UTC) - timedelta(seconds=30)
-    a._aps.modify_job(JOB, next_run_time=due)
-    a._stop_aps()
+    store_missed_fire(a, datetime.now(UTC) - timedelta(seconds=30))
     # Both start APScheduler on the same job store (what the lease normally
     # prevents): each sees the due job and fires it.
     a._start_aps()
@@ -103,12 +107,7 @@ def test_two_schedulers_on_one_store_fire_a_missed_cron_exactly_once(db: Databas
 def test_fires_while_down_coalesce_into_one_catch_up_within_the_grace(db: Database) -> None:
     engine, reg = make(db, cron="* * * * *", tz="UTC")
     a = service(engine, reg, "A", misfire_grace_s=600)
-    a.ensure_schedules()
-    a._start_aps()
-    assert a._aps is not None
-    a._aps.pause()
-    a._aps.modify_job(JOB, next_run_time=datetime.now(UTC) - timedelta(minutes=4))
-    a._stop_aps()
+    store_missed_fire(a, datetime.now(UTC) - timedelta(minutes=4))
     a.start()  # a restart: takes the lease, keeps the stored next fire time
     try:
         assert wait_for(lambda: len(engine.list_runs(function_id="nightly")) == 1, timeout=30)
@@ -121,12 +120,7 @@ def test_fires_while_down_coalesce_into_one_catch_up_within_the_grace(db: Databa
 def test_a_miss_older_than_the_grace_is_dropped(db: Database) -> None:
     engine, reg = make(db, cron="0 0 * * *", tz="UTC")
     a = service(engine, reg, "A", misfire_grace_s=60)
-    a.ensure_schedules()
-    a._start_aps()
-    assert a._aps is not None
-    a._aps.pause()
-    a._aps.modify_job(JOB, next_run_time=datetime.now(UTC) - timedelta(hours=2))
-    a._stop_aps()
+    store_missed_fire(a, datetime.now(UTC) - timedelta(hours=2))
     a.start()
     try:
         time.sleep(1.0)
