@@ -45,10 +45,10 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
 
 def _warm(rt: Any) -> None:
     """Read the station table before the first visitor asks for it (100,000 rows take seconds)."""
-    from pages import _ui
+    from pages import _stationdata
 
     try:
-        _ui.warm(rt)
+        _stationdata.warm(rt)
     except Exception as exc:  # noqa: BLE001 - a page reports it properly when someone looks
         log.warning("could not pre-load the station table: %s", exc)
 

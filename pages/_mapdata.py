@@ -93,16 +93,16 @@ _MAX = 8
 
 def points(rt: Any, flt: Any) -> Points:
     """The points for a StationFilter at the current data version (cached)."""
-    from pages import _ui
+    from pages import _stationdata
 
-    version = _ui.data_version(rt)
-    key = (_ui.db_key(rt), version, _ui.filter_key(flt))
+    version = _stationdata.data_version(rt)
+    key = (_stationdata.db_key(rt), version, _stationdata.filter_key(flt))
     with _lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    built = build(_ui.stations(rt, flt, version), f"{abs(hash(version)):x}")
+    built = build(_stationdata.stations(rt, flt, version), f"{abs(hash(version)):x}")
     with _lock:
         _cache[key] = built
         while len(_cache) > _MAX:
