@@ -71,13 +71,13 @@ def step_line(step: StepRecord) -> str:
     if step.duration_s is not None:
         parts.append(_ui.duration(step.duration_s))
     if str(step.status) == "failed" and step.error:
-        parts.append(f"**{step.error}**")
+        parts.append(f"**{_ui.md_text(step.error)}**")
     return " · ".join(parts)
 
 
 def run_heading(run: RunRecord) -> str:
     trigger = _ui.TRIGGER_LABELS.get(str(run.trigger), str(run.trigger))
-    who = run.triggered_by or "—"
+    who = _ui.md_text(run.triggered_by) or "—"
     return f"{trigger} sync by {who}, started {_ui.ago(run.started_at or run.created_at)} · run `{_ui.short_id(run.id)}`"
 
 
@@ -168,11 +168,11 @@ def finished_banner(rt: Runtime, run_id: str) -> None:
         icon = ":material/check_circle:"
     elif status == "cancelled":
         box = st.info
-        text = f"**Sync cancelled** ({run.error or 'by request'})."
+        text = f"**Sync cancelled** ({_ui.md_text(run.error) or 'by request'})."
         icon = ":material/cancel:"
     else:
         box = st.error
-        text = f"**Sync {_ui.run_label(status).lower()}** after {took}: {run.error or 'no error recorded'}"
+        text = f"**Sync {_ui.run_label(status).lower()}** after {took}: {_ui.md_text(run.error) or 'no error recorded'}"
         icon = ":material/error:"
     with st.container():
         box(text, icon=icon)

@@ -131,11 +131,12 @@ def advice(exc: BaseException) -> str:
 def show_error(exc: BaseException, doing: str) -> None:
     """One clear message: what failed, why, and what to do next. Never a traceback."""
     if isinstance(exc, AccessDeniedError):
-        st.warning(str(exc), icon=":material/lock:")
+        st.warning(md_text(exc), icon=":material/lock:")
         return
     tip = advice(exc)
     st.error(
-        f"**Could not {doing}.** {exc}" + (f"\n\n{tip}" if tip else ""), icon=":material/error:"
+        f"**Could not {doing}.** {md_text(exc)}" + (f"\n\n{tip}" if tip else ""),
+        icon=":material/error:",
     )
 
 
@@ -218,10 +219,10 @@ def action(what: str, doing: str, fn: Callable[[str], str | None]) -> Callable[[
             by = act(what)
             message = fn(by)
         except AccessDeniedError as exc:
-            flash("denied", str(exc))
+            flash("denied", md_text(exc))
         except StationsyncError as exc:
             tip = advice(exc)
-            flash("error", f"**Could not {doing}.** {exc}" + (f"\n\n{tip}" if tip else ""))
+            flash("error", f"**Could not {doing}.** {md_text(exc)}" + (f"\n\n{tip}" if tip else ""))
         else:
             if message:
                 flash("success", message)
@@ -242,12 +243,12 @@ def access_panel(rt: Runtime) -> None:
         if not access.restricted(admins):
             st.caption(
                 ":material/lock_open: Actions are open to everyone and recorded as "
-                f"**{access.actor(admins, email, logged_in)}**."
+                f"**{md_text(access.actor(admins, email, logged_in))}**."
             )
             return
         if logged_in:
             role = "administrator" if access.can_act(admins, email, logged_in) else "read only"
-            st.caption(f":material/person: Signed in as **{email}** ({role}).")
+            st.caption(f":material/person: Signed in as **{md_text(email)}** ({role}).")
             if st.button("Sign out", key="_sign_out", icon=":material/logout:"):
                 st.logout()
         else:

@@ -520,7 +520,7 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
         extra.append(f"resumes run {_ui.short_id(run.parent_run_id)}")
     started_at = run.started_at or run.created_at
     st.caption(
-        f"{trigger} by **{run.triggered_by or '—'}** · started {_ui.ago(started_at)} · attempt {run.attempt}"
+        f"{trigger} by **{_ui.md_text(run.triggered_by) or '—'}** · started {_ui.ago(started_at)} · attempt {run.attempt}"
         + (f" · {', '.join(extra)}" if extra else ""),
         help=f"Run id `{run.id}`" + (f", sync id `{log.id}`" if log else ""),
     )
@@ -544,7 +544,10 @@ def run_detail(rt: Runtime, run_id: str) -> bool:
         )
     actions(rt, run, log)
     if run.error:
-        st.error(f"**{_ui.run_label(str(run.status))}:** {_ui.md_text(run.error)}", icon=":material/error:")
+        st.error(
+            f"**{_ui.run_label(str(run.status))}:** {_ui.md_text(run.error)}",
+            icon=":material/error:",
+        )
     if log is not None and log.errors:
         with st.expander(
             f"Sync errors and warnings ({len(log.errors)})", expanded=str(run.status) != "completed"

@@ -151,7 +151,7 @@ def focused_station(rt: Runtime, serial: str) -> pd.Series | None:
     )
     if found is None or found.empty:
         st.warning(
-            f"No base station with serial **{_ui.escape_html(serial)}** is in the database.",
+            f"No base station with serial **{_ui.md_text(serial)}** is in the database.",
             icon=":material/location_off:",
         )
         return None

@@ -89,7 +89,7 @@ def cron_editor(rt: Runtime, info: ScheduleInfo, can_act: bool) -> None:
         preview = next_fire_times(typed_norm, info.timezone, 5)
         valid = True
     except StationsyncError as exc:
-        st.error(f"{exc}", icon=":material/error:")
+        st.error(_ui.md_text(exc), icon=":material/error:")
         preview = []
     if valid and typed_norm != info.cron:
         words = _ui.describe_cron(typed_norm)
@@ -147,14 +147,14 @@ def schedule_card(rt: Runtime, info: ScheduleInfo, can_act: bool) -> None:
                 run = runs[0]
                 st.markdown(
                     f"{_ui.run_badge(run.status)} · {_ui.TRIGGER_LABELS.get(run.trigger, run.trigger)} "
-                    f"by {run.triggered_by or '—'} · {_ui.ago(run.created_at)}",
+                    f"by {_ui.md_text(run.triggered_by) or '—'} · {_ui.ago(run.created_at)}",
                     help=f"Run `{_ui.short_id(run.id)}` created {_ui.exact(run.created_at, tz)}",
                 )
             elif runs is not None:
                 st.caption("Never run yet.")
             if info.updated_by and info.updated_by != "default":
                 st.caption(
-                    f"Schedule last changed by {info.updated_by} {_ui.ago(info.updated_at)}",
+                    f"Schedule last changed by {_ui.md_text(info.updated_by)} {_ui.ago(info.updated_at)}",
                     help=_ui.exact(info.updated_at, tz),
                 )
             else:

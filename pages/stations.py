@@ -96,7 +96,7 @@ def last_sync_line(rt: Runtime, skip_run: str | None = None) -> None:
     if last.skipped:
         counts += f", {last.skipped:,} skipped"
     dry = " — dry run, nothing written" if last.dry_run else ""
-    hover = f"{_ui.exact(when, tz)} · {_ui.TRIGGER_LABELS.get(last.trigger_type, last.trigger_type)} by {last.triggered_by or '—'}"
+    hover = f"{_ui.exact(when, tz)} · {_ui.TRIGGER_LABELS.get(last.trigger_type, last.trigger_type)} by {_ui.md_text(last.triggered_by) or '—'}"
     status = str(last.status)
     if status in ("completed", "completed_with_warnings"):
         icon = ":material/check_circle:" if status == "completed" else ":material/warning:"
