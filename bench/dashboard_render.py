@@ -7,7 +7,9 @@ navigation to the table being visible and from navigation to the map having
 drawn its points (non-background pixels in the deck canvas). Prints one JSON
 line: ``{"stations": N, "table_s": ..., "map_s": ...}`` (the best of
 ``--repeat`` views, after one warm-up view of each page; the cold first views
-are reported too). ``--url`` measures an app that is already running instead.
+are reported too), plus the same at ``--baseline`` stations in the same run and
+the ratios to it, so machines of different speed can be compared. ``--url``
+measures an app that is already running instead.
 
     python bench/dashboard_render.py --stations 100000
 """
@@ -77,25 +79,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stations", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", type=int, default=1_000, help="baseline stations (0: none)")
     parser.add_argument("--url", help="measure this running app instead of starting one")
     args = parser.parse_args(argv)
     if args.url:
         result = measure(args.url.rstrip("/"), args.repeat)
         print(json.dumps({"stations": args.stations, **result}))
         return 0
+    result, seed_s = run_at(args.stations, args.repeat)
+    line: dict[str, Any] = {"stations": args.stations, **result, "seed_s": round(seed_s, 1)}
+    if args.baseline:
+        base, _ = run_at(args.baseline, args.repeat)
+        line["baseline"] = {
+            "stations": args.baseline,
+            "table_s": base["table_s"],
+            "map_s": base["map_s"],
+        }
+        line["table_ratio"] = round(result["table_s"] / base["table_s"], 2)
+        line["map_ratio"] = round(result["map_s"] / base["map_s"], 2)
+    print(json.dumps(line))
+    return 0
+
+
+def run_at(stations: int, repeat: int) -> tuple[dict[str, float], float]:
+    """Seed a fresh database with ``stations``, start the app on it, measure."""
     with tempfile.TemporaryDirectory(prefix="stationsync-bench-") as tmp:
         data = Path(tmp)
         started = time.perf_counter()
-        seed_stations(data, args.stations)
+        seed_stations(data, stations)
         seed_s = time.perf_counter() - started
         env = {
-            "STATIONSYNC_SIMULATOR_STATIONS": str(args.stations),
+            "STATIONSYNC_SIMULATOR_STATIONS": str(stations),
             "STATIONSYNC_SCHEDULER": "false",
         }
         with running_app(data, env) as app:
-            result = measure(app.url, args.repeat)
-    print(json.dumps({"stations": args.stations, **result, "seed_s": round(seed_s, 1)}))
-    return 0
+            return measure(app.url, repeat), seed_s
 
 
 if __name__ == "__main__":
