@@ -130,12 +130,16 @@ def attach_run(
 
 
 def step_seconds(db: Database, run_id: str) -> float:
-    """Time the run's finished work steps took, by the engine's own records.
+    """Time the run's work steps took, by the engine's own records.
 
-    Waiting (for a confirmation, a retry or a worker) is not work and is left out.
+    Steps that failed count too (their latest attempt), so a failed sync shows
+    the time it spent failing. Waiting (for a confirmation, a retry or a
+    worker) is not work and is left out.
     """
     q = sa.select(sa.func.coalesce(sa.func.sum(steps.c.ended_at - steps.c.started_at), 0.0)).where(
-        steps.c.run_id == run_id, steps.c.kind == "run", steps.c.status == "completed"
+        steps.c.run_id == run_id,
+        steps.c.kind == "run",
+        steps.c.status.in_(["completed", "failed"]),
     )
     with db.read() as conn:
         return float(conn.execute(q).scalar_one())

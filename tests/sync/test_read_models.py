@@ -110,3 +110,25 @@ def test_sync_logs_read_back(db: Database) -> None:
         history.columns
     )
     assert str(history["started_at"].dtype).startswith("datetime64")
+
+
+def test_work_time_counts_a_step_that_failed(db: Database) -> None:
+    from core.engine import Engine, Function, On, Registry
+    from core.errors import NonRetriableError
+
+    def handler(ctx):  # type: ignore[no-untyped-def]
+        ctx.step.run("quick", lambda: 1)
+
+        def slow_failure() -> None:
+            time.sleep(0.2)
+            raise NonRetriableError("the portal refused us")
+
+        ctx.step.run("slow", slow_failure)
+
+    reg = Registry()
+    reg.add(Function("f", handler, triggers=(On("go"),)))
+    engine = Engine(db, reg)
+    run_id = engine.send("go").started[0]
+    engine.run_once()
+    assert engine.get_run(run_id).status.value == "failed"
+    assert synclogs.step_seconds(db, run_id) >= 0.2
