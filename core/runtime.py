@@ -14,9 +14,12 @@ import atexit
 import logging
 import os
 import socket
+import sys
 import threading
+import types
 import uuid
 from collections.abc import Callable, Iterable
+from typing import cast
 
 from core import logs
 from core.clock import Clock, SystemClock
@@ -140,29 +143,63 @@ class Runtime:
         log.info("runtime %s stopped", self.holder)
 
 
-_lock = threading.Lock()
-_runtime: Runtime | None = None
+class _Slot(types.ModuleType):
+    lock: threading.Lock
+    runtime: Runtime | None
+
+
+def _holder() -> _Slot:
+    """The process-wide slot for the runtime.
+
+    It lives in ``sys.modules`` rather than in this module's globals, so a
+    reload of this module (a hot reload after an edit) finds the runtime that
+    is already running instead of building a second one beside it.
+    """
+    slot = sys.modules.get(_HOLDER)
+    if slot is None:
+        fresh = _Slot(_HOLDER, "The running Stationsync runtime of this process.")
+        fresh.lock = threading.Lock()
+        fresh.runtime = None
+        slot = sys.modules.setdefault(_HOLDER, fresh)
+    return cast(_Slot, slot)
+
+
+_HOLDER = "stationsync_process_runtime"
+
+
+def current_runtime() -> Runtime | None:
+    """The running runtime, if this process has one."""
+    return _holder().runtime
+
+
+def install_runtime(rt: Runtime | None) -> Runtime | None:
+    """Make ``rt`` the process's runtime (for embedding and tests); returns the previous one."""
+    slot = _holder()
+    with slot.lock:
+        previous = slot.runtime
+        slot.runtime = rt
+    return previous
 
 
 def get_runtime() -> Runtime:
     """The process's runtime, built and started on first use."""
-    global _runtime
-    with _lock:
-        if _runtime is None:
+    slot = _holder()
+    with slot.lock:
+        if slot.runtime is None:
             rt = Runtime(load_settings())
             try:
                 rt.start()
             except BaseException:
                 rt.stop() if rt.started else rt.db.dispose()
                 raise
-            _runtime = rt
+            slot.runtime = rt
             atexit.register(shutdown_runtime)
-        return _runtime
+        return slot.runtime
 
 
 def shutdown_runtime() -> None:
-    global _runtime
-    with _lock:
-        rt, _runtime = _runtime, None
+    slot = _holder()
+    with slot.lock:
+        rt, slot.runtime = slot.runtime, None
     if rt is not None:
         rt.stop()

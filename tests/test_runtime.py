@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
 from pathlib import Path
 
@@ -44,9 +45,12 @@ def test_concurrent_first_calls_build_one_runtime(env: Path) -> None:
         assert lease is not None and lease.holder == rt.holder
         assert rt.simulator is not None and rt.simulator.base_url.startswith("http://127.0.0.1:")
         assert [s.job_id for s in rt.scheduler.schedules()] == ["tarana-sync:cron:0"]
+        # A reload of the module (an edit under a running server) keeps it.
+        importlib.reload(runtime_module)
+        assert runtime_module.get_runtime() is rt
     finally:
         shutdown_runtime()
-    assert runtime_module._runtime is None
+    assert runtime_module.current_runtime() is None
 
 
 def test_a_second_runtime_on_the_same_database_only_works(env: Path) -> None:
@@ -69,4 +73,4 @@ def test_a_bad_setting_stops_start_up(env: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("STATIONSYNC_WORKERS", "0")
     with pytest.raises(SettingsError, match="STATIONSYNC_WORKERS"):
         get_runtime()
-    assert runtime_module._runtime is None
+    assert runtime_module.current_runtime() is None

@@ -94,10 +94,11 @@ def app_runtime(
         app_env(**env)
         rt = Runtime(load_settings(), workers=False, scheduler=False).start()
         started.append(rt)
-        monkeypatch.setattr(core.runtime, "_runtime", rt)
+        core.runtime.install_runtime(rt)
         return rt
 
     yield start
+    core.runtime.install_runtime(None)
     for rt in started:
         rt.stop()
 

@@ -152,7 +152,7 @@ def test_the_dashboard_explains_a_bad_setting_instead_of_failing(
         value = _unusable_sqlite_url(tmp_path)
     app_env(**{name: value})
     shutdown_runtime()
-    monkeypatch.setattr(core.runtime, "_runtime", None)
+    core.runtime.install_runtime(None)
     try:
         at = render("stations.py")
     finally:
