@@ -10,6 +10,8 @@ back, with the stations equal to the portal's and no finished step run twice.
 
 from __future__ import annotations
 
+import re
+
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -136,8 +138,11 @@ def test_postgres_unreachable_mid_sync_then_back(
         assert_synced(db, engine, sim, req.run_id)
         after = finished_steps(db)
         assert {k: after.get(k) for k in before} == before  # no finished step ran again
-        reason = "could not claim or settle a run: database error on postgresql://"
-        assert reason in worker.log()
+        # The outage is reported with its reason, once and then at doubling
+        # intervals, and its end is reported too.
+        text = worker.log()
+        assert re.search(r"could not claim or settle a run \(1 in a row\): database error on postgresql://", text)
+        assert "database reachable again" in text
     finally:
         db.dispose()
 
