@@ -11,7 +11,6 @@ back, with the stations equal to the portal's and no finished step run twice.
 from __future__ import annotations
 
 import re
-
 import sqlite3
 import time
 from collections.abc import Iterator
