@@ -442,14 +442,14 @@ def actions(rt: Runtime, run: RunRecord, log: SyncLog | None) -> None:
 
         def retry(by: str) -> str:
             result = commands.retry_sync(rt.engine, run.id, by)
-            new_id = getattr(result, "run_id", None)
-            if getattr(result, "started", True) and new_id:
-                st.session_state["history_pick"] = new_id
-                st.query_params["run"] = new_id
-                return f"Retrying from where run `{_ui.short_id(run.id)}` stopped: new run `{_ui.short_id(new_id)}`."
-            return (
-                getattr(result, "message", None) or "A sync is already running; not retrying now."
-            )
+            if result.started:
+                st.session_state["history_pick"] = result.run_id
+                st.query_params["run"] = result.run_id
+                return (
+                    f"Retrying from where run `{_ui.short_id(run.id)}` stopped: "
+                    f"new run `{_ui.short_id(result.run_id)}`."
+                )
+            return result.message or "A sync is already running; not retrying now."
 
         row.button(
             "Retry",
